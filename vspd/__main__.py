@@ -1,0 +1,5 @@
+import sys
+
+from vspd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,183 @@
+"""Reading the TOML file, applying environment overrides, and reporting problems.
+
+Every problem names where it comes from (the file or the environment
+variable), the key path, and what is wrong; all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vspd.config.model import VspdConfig
+from vspd.errors import VspdError
+
+DEFAULT_CONFIG_PATH = Path("/etc/vspd/vspd.toml")
+ENV_PREFIX = "VSPD_"
+# Scalar keys set from the environment: VSPD_<SECTION>__<KEY>, nested tables
+# with more "__" (VSPD_PROCESSOR__MOTION__MIN_AREA). Lists take TOML syntax.
+_ENV_SEPARATOR = "__"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    origin: str  # the file, or "environment VSPD_..."
+    key: str  # dotted key path, "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.origin}: {self.key}" if self.key else self.origin
+        return f"{where}: {self.message}"
+
+
+class ConfigError(VspdError):
+    """The configuration is not valid; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> VspdConfig:
+    """Load and validate the configuration; raises ConfigError listing every problem.
+
+    ``path`` None means the default file, which may be absent (built-in defaults
+    then apply); a path given explicitly must exist.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if path.exists() or explicit:
+        data = _read_toml(path)
+    env_origins = _apply_environment(data, environ)
+    try:
+        return VspdConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, str(path), env_origins)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "", "file does not exist")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(path), "", f"cannot be read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(path), "", f"not valid TOML: {exc}")]) from None
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Overlay VSPD_<SECTION>__<KEY> variables; returns dotted key -> variable name."""
+    origins: dict[str, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or _ENV_SEPARATOR not in name:
+            continue
+        parts = [part.lower() for part in name.removeprefix(ENV_PREFIX).split(_ENV_SEPARATOR)]
+        if any(not part for part in parts):
+            continue
+        table = data
+        for part in parts[:-1]:
+            child = table.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            table = child
+        else:
+            table[parts[-1]] = _env_value(environ[name])
+            origins[".".join(parts)] = name
+    return origins
+
+
+def _env_value(raw: str) -> Any:
+    # Scalars stay strings (pydantic converts "8" to 8 where an int is wanted,
+    # and a topic named "8" stays "8"); a list is written in TOML syntax.
+    stripped = raw.strip()
+    if stripped.startswith("["):
+        try:
+            return tomllib.loads(f"value = {stripped}")["value"]
+        except tomllib.TOMLDecodeError:
+            return raw
+    return raw
+
+
+def _problems(exc: ValidationError, origin: str, env_origins: dict[str, str]) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        key = _key_path(error["loc"])
+        dotted = ".".join(str(part) for part in error["loc"] if isinstance(part, str))
+        where = f"environment {env_origins[dotted]}" if dotted in env_origins else origin
+        problems.append(ConfigProblem(where, key, _message(error)))
+    return problems
+
+
+_SINK_TAGS = {"webhook", "mqtt", "email", "ntfy", "apprise", "log"}
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _SINK_TAGS and index > 0 and isinstance(loc[index - 1], int):
+            continue  # pydantic's union tag, not a key the user wrote
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, _known_keys(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {name!r}{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in error:
+        shown = error["input"]
+        if not isinstance(shown, dict | list):
+            message += f" (got {shown!r})"
+    return message
+
+
+def _known_keys() -> list[str]:
+    keys: set[str] = set()
+    pending: list[type[BaseModel]] = [VspdConfig]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            keys.add(name)
+            pending.extend(_models_in(field.annotation))
+    return sorted(keys)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for argument in getattr(annotation, "__args__", ()):
+        found.extend(_models_in(argument))
+    for meta in getattr(annotation, "__metadata__", ()):
+        found.extend(_models_in(meta))
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and getattr(annotation, "__metadata__", None):
+        found.extend(_models_in(origin))
+    return found

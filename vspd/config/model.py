@@ -1,0 +1,387 @@
+"""The one configuration model of vspd: frozen, validated, unknown keys rejected.
+
+Field names are the TOML keys; outside tools (Ansible, the Debian default,
+independent clients) rely on them, so renaming one is a breaking change.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import cached_property
+from typing import Annotated, Literal
+
+from jinja2 import Environment, TemplateSyntaxError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vspd.config.secrets import Secret
+from vspd.config.sources import SourceSpec, parse_source
+
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+# Camera ids become Kafka keys, systemd instance names and file names.
+_CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def _check_host_port(value: str) -> str:
+    match = _HOST_PORT.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return value
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class KafkaConfig(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    frames_topic: str = "vspd.frames"
+    results_topic: str = "vspd.results"
+    dead_letter_topic: str = "vspd.dead-letter"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: Secret | None = None
+    ssl_ca_location: str = ""
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
+    ssl_key_password: Secret | None = None
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    # Camera frames are large: 8 MiB fits a 4K JPEG with room to spare.
+    message_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1_000_000, le=256 * 1024 * 1024)
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    session_timeout_ms: int = Field(default=45_000, ge=1_000)
+    # Raw librdkafka settings for what vspd does not model; they win over vspd's.
+    librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        for server in value.split(","):
+            _check_host_port(server.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
+        if self.security_protocol.startswith("SASL") and self.sasl_password is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_password")
+        return self
+
+
+class CameraConfig(Section):
+    id: str = Field(pattern=_CAMERA_ID)
+    source: str
+    fps: float = Field(default=10.0, gt=0, le=120)
+    width: int = Field(default=640, ge=16, le=7680)
+    height: int = Field(default=480, ge=16, le=4320)
+    jpeg_quality: int = Field(default=80, ge=1, le=100)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        parse_source(value)
+        return value
+
+    @cached_property
+    def source_spec(self) -> SourceSpec:
+        return parse_source(self.source)
+
+
+class CaptureConfig(Section):
+    # Frames between the camera read and the encoder; when full the newest
+    # frame is dropped and counted instead of blocking the camera.
+    queue_frames: int = Field(default=8, ge=1)
+    # Encoded frames waiting for Kafka (outage); beyond it the oldest are dropped.
+    buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    reconnect_initial_s: PositiveSeconds = 0.5
+    reconnect_max_s: PositiveSeconds = 30.0
+
+
+class BrokerConfig(Section):
+    processor_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1:50051"], min_length=1)
+    processor_api: Literal["vspd", "detector"] = "vspd"
+    processor_tls: bool = False
+    processor_ca_file: str = ""
+    max_in_flight: int = Field(default=32, ge=1)
+    max_in_flight_per_partition: int = Field(default=16, ge=1)
+    group_id: str = "vspd-broker"
+    assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = "cooperative-sticky"
+    call_timeout_s: PositiveSeconds = 10.0
+    retry_initial_s: PositiveSeconds = 0.2
+    retry_max_s: PositiveSeconds = 10.0
+    # 0 retries a transient error for ever (the partition waits); N gives up
+    # after N retries and dead-letters the frame.
+    max_retries: int = Field(default=0, ge=0)
+    # 0 is off; otherwise frames older than this become `skipped` results.
+    max_frame_age_s: float = Field(default=0.0, ge=0)
+    include_image: bool = True
+    commit_interval_s: PositiveSeconds = 1.0
+
+    @field_validator("processor_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [_check_host_port(address) for address in value]
+
+    @model_validator(mode="after")
+    def _window(self) -> BrokerConfig:
+        if self.max_in_flight_per_partition > self.max_in_flight:
+            raise ValueError("max_in_flight_per_partition cannot exceed max_in_flight")
+        return self
+
+
+class MotionConfig(Section):
+    # Smallest moving region reported, as a fraction of the frame's area.
+    min_area: float = Field(default=0.002, gt=0, lt=1)
+    history: int = Field(default=100, ge=1)
+    var_threshold: float = Field(default=25.0, gt=0)
+    label: str = "motion"
+
+
+class FacesConfig(Section):
+    scale_factor: float = Field(default=1.1, gt=1)
+    min_neighbors: int = Field(default=5, ge=0)
+    min_size: int = Field(default=24, ge=1)
+
+
+class DnnConfig(Section):
+    model: str = ""
+    labels: str = ""
+    output: Literal["yolov8", "yolov5", "ssd"] = "yolov8"
+    input_width: int = Field(default=640, ge=1)
+    input_height: int = Field(default=640, ge=1)
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    swap_rb: bool = True
+    confidence: float = Field(default=0.4, ge=0, le=1)
+    nms_threshold: float = Field(default=0.45, ge=0, le=1)
+
+
+class ProcessorConfig(Section):
+    listen: str = "127.0.0.1:50051"
+    builtin: Literal["motion", "faces", "dnn"] = "motion"
+    # "package.module:function" or the name of a `vspd.processors` entry
+    # point; when set it is served instead of the built-in.
+    plugin: str = ""
+    api: Literal["vspd", "detector"] = "vspd"
+    concurrency: Literal["threads", "asyncio"] = "threads"
+    workers: int = Field(default=4, ge=1)
+    grace_period_s: PositiveSeconds = 10.0
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1_000_000)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
+    dnn: DnnConfig = Field(default_factory=DnnConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_host_port(value)
+
+    @model_validator(mode="after")
+    def _dnn(self) -> ProcessorConfig:
+        if not self.plugin and self.builtin == "dnn" and not self.dnn.model:
+            raise ValueError("builtin 'dnn' needs dnn.model (path to an ONNX file)")
+        return self
+
+
+def _parse_clock(value: str) -> time:
+    try:
+        hours, minutes = value.split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{value!r} is not HH:MM") from None
+
+
+class RuleConfig(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    cameras: list[str] = Field(default_factory=list)  # empty: every camera
+    labels: list[str] = Field(default_factory=list)  # empty: every label
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # Polygons in normalised coordinates; empty: the whole frame.
+    zones: list[list[tuple[float, float]]] = Field(default_factory=list)
+    anchor: Literal["bottom_center", "center", "top_center"] = "bottom_center"
+    min_frames: int = Field(default=1, ge=1)
+    window_s: PositiveSeconds = 5.0
+    cooldown_s: float = Field(default=60.0, ge=0)
+    # "22:00-06:00": no alerts in that span of local time (it may cross midnight).
+    quiet_hours: list[str] = Field(default_factory=list)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    message: str = "{{ label }} on {{ camera }} ({{ count }} frames, {{ '%.0f' % (confidence * 100) }}%)"
+    sinks: list[str] = Field(default_factory=list)  # empty: every sink
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, zones: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        for index, zone in enumerate(zones):
+            if len(zone) < 3:
+                raise ValueError(f"zone {index} needs at least 3 points, has {len(zone)}")
+            for x, y in zone:
+                if not (0 <= x <= 1 and 0 <= y <= 1):
+                    raise ValueError(f"zone {index} point ({x}, {y}) is outside 0..1")
+        return zones
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, spans: list[str]) -> list[str]:
+        for span in spans:
+            start, sep, end = span.partition("-")
+            if not sep:
+                raise ValueError(f"quiet hours {span!r} must be HH:MM-HH:MM")
+            _parse_clock(start)
+            _parse_clock(end)
+        return spans
+
+    @field_validator("message")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            Environment(autoescape=False).parse(value)  # noqa: S701 - plain text, not HTML
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"message template: {exc.message} (line {exc.lineno})") from None
+        return value
+
+    def quiet_spans(self) -> list[tuple[time, time]]:
+        spans = []
+        for span in self.quiet_hours:
+            start, _, end = span.partition("-")
+            spans.append((_parse_clock(start), _parse_clock(end)))
+        return spans
+
+
+class SinkBase(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    max_attempts: int = Field(default=0, ge=0)  # 0: keep trying (bounded by retry_max_s spacing)
+    timeout_s: PositiveSeconds = 10.0
+
+
+class WebhookSink(SinkBase):
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    secret: Secret | None = None
+    signature_header: str = "X-Vspd-Signature"
+
+
+class MqttSink(SinkBase):
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: str = ""
+    username: str = ""
+    password: Secret | None = None
+    topic_prefix: str = "vspd"
+    retain: bool = False
+
+
+class EmailSink(SinkBase):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str = ""
+    password: Secret | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+
+
+class NtfySink(SinkBase):
+    type: Literal["ntfy"]
+    url: str = Field(pattern=r"^https?://")
+    token: Secret | None = None
+
+
+class AppriseSink(SinkBase):
+    type: Literal["apprise"]
+    urls: list[Secret] = Field(min_length=1)
+
+
+class LogSink(SinkBase):
+    type: Literal["log"]
+
+
+SinkConfig = Annotated[
+    WebhookSink | MqttSink | EmailSink | NtfySink | AppriseSink | LogSink,
+    Field(discriminator="type"),
+]
+
+
+class AlertsConfig(Section):
+    group_id: str = "vspd-alerts"
+    state_dir: str = "/var/lib/vspd"
+    reports_dir: str = "/var/lib/vspd/reports"
+    # Prefix of snapshot links in messages, e.g. https://nvr.example/snapshots/
+    snapshot_base_url: str = ""
+    report_periods: list[Literal["hourly", "daily"]] = Field(default_factory=lambda: ["hourly", "daily"])
+    retry_initial_s: PositiveSeconds = 1.0
+    retry_max_s: PositiveSeconds = 300.0
+    # Undelivered deliveries kept per sink; beyond it the oldest are given up
+    # (counted and logged), so a dead sink cannot fill the disk.
+    max_pending_per_sink: int = Field(default=10_000, ge=1)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    sinks: list[SinkConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> AlertsConfig:
+        _unique("rule", [rule.name for rule in self.rules])
+        sink_names = [sink.name for sink in self.sinks]
+        _unique("sink", sink_names)
+        for rule in self.rules:
+            for sink in rule.sinks:
+                if sink not in sink_names:
+                    raise ValueError(f"rule {rule.name!r} names sink {sink!r}, which is not configured")
+        return self
+
+
+class MetricsConfig(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    broker_port: int = Field(default=9401, ge=0, le=65535)
+    processor_port: int = Field(default=9402, ge=0, le=65535)
+    alerts_port: int = Field(default=9403, ge=0, le=65535)
+    # Camera N of [[cameras]] (counting from 0) serves on capture_port + N.
+    capture_port: int = Field(default=9410, ge=0, le=65535)
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: JSON lines when stdout is not a terminal (journald), console otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{kind} {name!r} is defined twice")
+        seen.add(name)
+
+
+class VspdConfig(Section):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    processor: ProcessorConfig = Field(default_factory=ProcessorConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _cameras(self) -> VspdConfig:
+        _unique("camera", [camera.id for camera in self.cameras])
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        known = ", ".join(camera.id for camera in self.cameras) or "none"
+        raise KeyError(f"no camera {camera_id!r} in [[cameras]] (configured: {known})")
+
+    def camera_index(self, camera_id: str) -> int:
+        return [camera.id for camera in self.cameras].index(camera_id)

@@ -1,0 +1,1 @@
+"""Generated from protos/vspd/health (the standard grpc.health.v1 service)."""

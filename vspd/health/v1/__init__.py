@@ -1,0 +1,1 @@
+"""Generated from protos/vspd/health/v1 by the build."""

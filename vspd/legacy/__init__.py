@@ -1,0 +1,1 @@
+"""Generated from protos/vspd/legacy (the original design's Detector contract)."""

@@ -1,0 +1,1 @@
+"""What every vspd daemon shares: lifecycle, systemd notify, logging, metrics, Kafka settings."""

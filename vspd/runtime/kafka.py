@@ -1,0 +1,132 @@
+"""Kafka client settings built in one place, and topic administration.
+
+Works with confluent-kafka 1.7 (Debian trixie) and the newest release: only
+settings and calls that both know are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from vspd.config.model import KafkaConfig
+from vspd.errors import KafkaSetupError
+
+log = structlog.get_logger(__name__)
+
+
+def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": client_id,
+        "security.protocol": kafka.security_protocol,
+        "socket.keepalive.enable": True,
+        # librdkafka logs through its own callback; surface errors via error_cb.
+        "log.connection.close": False,
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        settings["sasl.mechanisms"] = kafka.sasl_mechanism
+        settings["sasl.username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            settings["sasl.password"] = kafka.sasl_password.get_secret_value()
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        for key, value in (
+            ("ssl.ca.location", kafka.ssl_ca_location),
+            ("ssl.certificate.location", kafka.ssl_certificate_location),
+            ("ssl.key.location", kafka.ssl_key_location),
+        ):
+            if value:
+                settings[key] = value
+        if kafka.ssl_key_password is not None:
+            settings["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
+    return settings
+
+
+def producer_settings(kafka: KafkaConfig, client_id: str, **extra: Any) -> dict[str, Any]:
+    settings = common_settings(kafka, client_id)
+    settings.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": kafka.compression,
+            "message.max.bytes": kafka.message_max_bytes,
+            "linger.ms": 5,
+        }
+    )
+    settings.update(extra)
+    settings.update(kafka.librdkafka)
+    return settings
+
+
+def consumer_settings(kafka: KafkaConfig, client_id: str, group_id: str, **extra: Any) -> dict[str, Any]:
+    settings = common_settings(kafka, client_id)
+    settings.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": kafka.session_timeout_ms,
+            "fetch.max.bytes": max(kafka.message_max_bytes, 52_428_800),
+            "max.partition.fetch.bytes": kafka.message_max_bytes,
+            "receive.message.max.bytes": max(kafka.message_max_bytes, 52_428_800) + 1_000_000,
+            # Bound what librdkafka prefetches: frames are big.
+            "queued.max.messages.kbytes": 65_536,
+        }
+    )
+    settings.update(extra)
+    settings.update(kafka.librdkafka)
+    return settings
+
+
+@dataclass(frozen=True)
+class TopicOutcome:
+    topic: str
+    created: bool
+    partitions: int
+    note: str = ""
+
+
+def configured_topics(kafka: KafkaConfig) -> list[str]:
+    return [kafka.frames_topic, kafka.results_topic, kafka.dead_letter_topic]
+
+
+def create_topics(
+    kafka: KafkaConfig, topics: Iterable[str] | None = None, timeout_s: float = 15.0
+) -> list[TopicOutcome]:
+    """Create the topics that do not exist yet; existing ones are left untouched."""
+    admin = AdminClient(common_settings(kafka, "vspd-admin"))
+    wanted = list(topics if topics is not None else configured_topics(kafka))
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaSetupError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from None
+    outcomes: list[TopicOutcome] = []
+    missing = [topic for topic in wanted if topic not in existing]
+    for topic in wanted:
+        if topic in existing:
+            count = len(existing[topic].partitions)
+            note = "" if count == kafka.partitions else f"configured {kafka.partitions}; not changed"
+            outcomes.append(TopicOutcome(topic, created=False, partitions=count, note=note))
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(topic, kafka.partitions, kafka.replication_factor) for topic in missing],
+            request_timeout=timeout_s,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaSetupError(f"cannot create topic {topic!r}: {error.str()}") from None
+                outcomes.append(TopicOutcome(topic, created=False, partitions=kafka.partitions))
+                continue
+            outcomes.append(TopicOutcome(topic, created=True, partitions=kafka.partitions))
+    order = {topic: index for index, topic in enumerate(wanted)}
+    return sorted(outcomes, key=lambda outcome: order[outcome.topic])

@@ -1,0 +1,108 @@
+"""One daemon lifecycle for capture, broker, processor and alerts.
+
+start -> READY=1 -> loop { step(); tick() } until stop is asked -> STOPPING=1 -> drain -> exit 0.
+
+Signal handlers only set a flag; the loop notices it. A second SIGINT exits at
+once (an operator at a terminal who does not want to wait for the drain).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Protocol
+
+import structlog
+
+from vspd.runtime.notify import SystemdNotifier
+
+log = structlog.get_logger(__name__)
+
+STATUS_INTERVAL_S = 2.0
+
+
+class Daemon(Protocol):
+    """What the lifecycle drives. step() must return within about a second."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def status(self) -> str: ...
+
+    def drain(self) -> None: ...
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT (or by code); the main loop polls it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._interrupts = 0
+
+    def install(self) -> StopFlag:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:
+                os._exit(130)  # second Ctrl-C: the user does not want to wait
+        self._event.set()
+
+
+class Lifecycle:
+    """Progress bookkeeping of a running daemon: watchdog, STATUS and liveness."""
+
+    def __init__(self, notifier: SystemdNotifier, status: Callable[[], str]) -> None:
+        self.notifier = notifier
+        self._status = status
+        self._last_status = float("-inf")
+        self.last_progress = time.monotonic()
+
+    def tick(self) -> None:
+        """Called once per main-loop iteration: proof that the loop is alive."""
+        now = time.monotonic()
+        self.last_progress = now
+        self.notifier.watchdog()
+        if now - self._last_status >= STATUS_INTERVAL_S:
+            self._last_status = now
+            self.notifier.status(self._status())
+
+    def seconds_since_progress(self) -> float:
+        return time.monotonic() - self.last_progress
+
+
+def run_daemon(daemon: Daemon, stop: StopFlag, lifecycle: Lifecycle) -> int:
+    """Run a daemon to completion; returns the process exit code."""
+    daemon.start()
+    lifecycle.notifier.ready(daemon.status())
+    log.info("serving", status=daemon.status())
+    try:
+        while not stop.is_set():
+            daemon.step()
+            lifecycle.tick()
+    finally:
+        lifecycle.notifier.stopping("draining")
+        log.info("draining")
+        daemon.drain()
+        log.info("stopped", status=daemon.status())
+        lifecycle.notifier.close()
+    return 0
