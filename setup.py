@@ -52,7 +52,7 @@ def generate_protos() -> None:
         f"--grpc_python_out={out}",
         *sources,
     ]
-    subprocess.run(command, check=True)  # noqa: S603 - fixed argv, no shell
+    subprocess.run(command, check=True)
 
 
 class BuildPyWithProtos(build_py):

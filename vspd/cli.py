@@ -6,6 +6,7 @@ A user mistake is one clear line on stderr and a non-zero exit, never a tracebac
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -29,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vspd {__version__}")
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"configuration file (default {DEFAULT_CONFIG_PATH})"
+        "--config",
+        type=Path,
+        default=None,
+        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
     )
     parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides [logging] level",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -54,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--until", required=True, help="ISO time or date")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
 
-    check = commands.add_parser("check-config", help="validate the configuration; exit 1 if invalid")
+    check = commands.add_parser(
+        "check-config", help="validate the configuration; exit 1 if invalid"
+    )
     check.add_argument("--config", dest="check_config", type=Path, default=None)
 
     config = commands.add_parser("config", help="configuration helpers")
@@ -94,33 +102,30 @@ def _topics_create(config: VspdConfig, _args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Each subcommand's main(config, args) -> int, imported on use: `vspd check-config`
+# must not need OpenCV or gRPC to load.
+_COMMANDS = {
+    "capture": "vspd.capture.daemon",
+    "broker": "vspd.broker.daemon",
+    "processor": "vspd.processor.daemon",
+    "alerts": "vspd.alerts.daemon",
+    "demo": "vspd.demo.runner",
+    "report": "vspd.alerts.reports",
+}
+
+
 def _command(args: argparse.Namespace) -> Command:
-    # Imported on use: `vspd check-config` must not need OpenCV or gRPC to load.
-    if args.command == "capture":
-        from vspd.capture.daemon import main as capture_main
-
-        return capture_main
-    if args.command == "broker":
-        from vspd.broker.daemon import main as broker_main
-
-        return broker_main
-    if args.command == "processor":
-        from vspd.processor.daemon import main as processor_main
-
-        return processor_main
-    if args.command == "alerts":
-        from vspd.alerts.daemon import main as alerts_main
-
-        return alerts_main
-    if args.command == "demo":
-        from vspd.demo.runner import main as demo_main
-
-        return demo_main
-    if args.command == "report":
-        from vspd.alerts.reports import main as report_main
-
-        return report_main
-    return _topics_create
+    if args.command == "topics":
+        return _topics_create
+    module_name = _COMMANDS[args.command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise VspdError(f"this build of vspd has no {args.command!r} command yet") from None
+    command: Command = module.main
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,9 +45,7 @@ class ConfigError(VspdError):
         super().__init__("\n".join(str(problem) for problem in problems))
 
 
-def load_config(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> VspdConfig:
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> VspdConfig:
     """Load and validate the configuration; raises ConfigError listing every problem.
 
     ``path`` None means the default file, which may be absent (built-in defaults
@@ -61,7 +59,7 @@ def load_config(
         data = _read_toml(path)
     env_origins = _apply_environment(data, environ)
     try:
-        return VspdConfig.model_validate(data)
+        return VspdConfig.model_validate(data, context={"environ": environ})
     except ValidationError as exc:
         raise ConfigError(_problems(exc, str(path), env_origins)) from None
 
@@ -73,7 +71,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), "", "file does not exist")]) from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), "", f"cannot be read: {exc.strerror}")]) from None
+        raise ConfigError(
+            [ConfigProblem(str(path), "", f"cannot be read: {exc.strerror}")]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem(str(path), "", f"not valid TOML: {exc}")]) from None
 
@@ -111,7 +111,9 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
-def _problems(exc: ValidationError, origin: str, env_origins: dict[str, str]) -> list[ConfigProblem]:
+def _problems(
+    exc: ValidationError, origin: str, env_origins: dict[str, str]
+) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors(include_url=False):
         key = _key_path(error["loc"])
@@ -140,7 +142,7 @@ def _message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, _known_keys(), n=1)
+        close = difflib.get_close_matches(name, _keys_at(error["loc"][:-1]), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown key {name!r}{hint}"
     if kind == "missing":
@@ -154,19 +156,16 @@ def _message(error: Any) -> str:
     return message
 
 
-def _known_keys() -> list[str]:
-    keys: set[str] = set()
-    pending: list[type[BaseModel]] = [VspdConfig]
-    seen: set[type[BaseModel]] = set()
-    while pending:
-        model = pending.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            keys.add(name)
-            pending.extend(_models_in(field.annotation))
-    return sorted(keys)
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed in the table at `loc`, for "did you mean" hints."""
+    models: list[type[BaseModel]] = [VspdConfig]
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of an array of tables
+        fields = [model.model_fields[part] for model in models if part in model.model_fields]
+        if fields:
+            models = [found for field in fields for found in _models_in(field.annotation)]
+    return sorted({name for model in models for name in model.model_fields})
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -104,7 +104,9 @@ class CaptureConfig(Section):
 
 
 class BrokerConfig(Section):
-    processor_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1:50051"], min_length=1)
+    processor_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:50051"], min_length=1
+    )
     processor_api: Literal["vspd", "detector"] = "vspd"
     processor_tls: bool = False
     processor_ca_file: str = ""
@@ -211,7 +213,9 @@ class RuleConfig(Section):
     # "22:00-06:00": no alerts in that span of local time (it may cross midnight).
     quiet_hours: list[str] = Field(default_factory=list)
     severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = "{{ label }} on {{ camera }} ({{ count }} frames, {{ '%.0f' % (confidence * 100) }}%)"
+    message: str = (
+        "{{ label }} on {{ camera }} ({{ count }} frames, {{ '%.0f' % (confidence * 100) }}%)"
+    )
     sinks: list[str] = Field(default_factory=list)  # empty: every sink
 
     @field_validator("zones")
@@ -310,13 +314,17 @@ SinkConfig = Annotated[
 ]
 
 
+ReportPeriod = Literal["hourly", "daily"]
+REPORT_PERIODS: tuple[ReportPeriod, ...] = ("hourly", "daily")
+
+
 class AlertsConfig(Section):
     group_id: str = "vspd-alerts"
     state_dir: str = "/var/lib/vspd"
     reports_dir: str = "/var/lib/vspd/reports"
     # Prefix of snapshot links in messages, e.g. https://nvr.example/snapshots/
     snapshot_base_url: str = ""
-    report_periods: list[Literal["hourly", "daily"]] = Field(default_factory=lambda: ["hourly", "daily"])
+    report_periods: list[ReportPeriod] = Field(default_factory=lambda: list(REPORT_PERIODS))
     retry_initial_s: PositiveSeconds = 1.0
     retry_max_s: PositiveSeconds = 300.0
     # Undelivered deliveries kept per sink; beyond it the oldest are given up
@@ -333,7 +341,9 @@ class AlertsConfig(Section):
         for rule in self.rules:
             for sink in rule.sinks:
                 if sink not in sink_names:
-                    raise ValueError(f"rule {rule.name!r} names sink {sink!r}, which is not configured")
+                    raise ValueError(
+                        f"rule {rule.name!r} names sink {sink!r}, which is not configured"
+                    )
         return self
 
 

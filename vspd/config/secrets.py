@@ -13,15 +13,17 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
 
-def resolve_secret(value: object) -> object:
+def resolve_secret(value: object, info: ValidationInfo) -> object:
     if isinstance(value, SecretStr) or not isinstance(value, str):
         return value
+    # The loader passes its environment, so that tests need not touch os.environ.
+    environ = (info.context or {}).get("environ", os.environ)
     if value.startswith("credential:"):
         name = value.removeprefix("credential:")
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             raise ValueError(
                 f"refers to credential {name!r} but $CREDENTIALS_DIRECTORY is not set "

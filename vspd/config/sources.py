@@ -84,7 +84,9 @@ def parse_source(uri: str) -> SourceSpec:
             raise ValueError(f"source {uri!r} has no host")
         return SourceSpec(uri=uri, kind=kind, target=uri)
     body, _, query = rest.partition("?")
-    options = {name: _convert(kind, name, raw) for name, raw in parse_qsl(query, strict_parsing=False)}
+    options = {
+        name: _convert(kind, name, raw) for name, raw in parse_qsl(query, strict_parsing=False)
+    }
     if kind == "picamera2":
         if not body.isdigit():
             raise ValueError(f"source {uri!r}: picamera2 needs a camera number, e.g. picamera2:0")
@@ -96,7 +98,9 @@ def parse_source(uri: str) -> SourceSpec:
             raise ValueError(f"source {uri!r}: file needs a path, e.g. file:/srv/clip.mp4")
     elif kind == "synthetic":
         if body:
-            raise ValueError(f"source {uri!r}: synthetic takes only options, e.g. synthetic:?objects=3")
+            raise ValueError(
+                f"source {uri!r}: synthetic takes only options, e.g. synthetic:?objects=3"
+            )
         _check_synthetic(uri, options)
     return SourceSpec(uri=uri, kind=kind, target=body, options=options)
 
@@ -107,7 +111,11 @@ def _check_synthetic(uri: str, options: dict[str, str | int | float | bool]) -> 
         raise ValueError(f"source {uri!r}: objects must be between 0 and 64")
     size = options.get("size", 0.15)
     if not isinstance(size, float | int) or not 0.01 <= size <= 0.9:
-        raise ValueError(f"source {uri!r}: size must be between 0.01 and 0.9 (fraction of the frame)")
+        raise ValueError(
+            f"source {uri!r}: size must be between 0.01 and 0.9 (fraction of the frame)"
+        )
     speed = options.get("speed", 0.25)
     if not isinstance(speed, float | int) or not 0 <= speed <= 10:
-        raise ValueError(f"source {uri!r}: speed must be between 0 and 10 (frame widths per second)")
+        raise ValueError(
+            f"source {uri!r}: speed must be between 0 and 10 (frame widths per second)"
+        )

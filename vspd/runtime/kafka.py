@@ -6,6 +6,7 @@ settings and calls that both know are used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from vspd.config.model import KafkaConfig
 from vspd.errors import KafkaSetupError
 
 log = structlog.get_logger(__name__)
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
@@ -26,7 +28,8 @@ def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
         "client.id": client_id,
         "security.protocol": kafka.security_protocol,
         "socket.keepalive.enable": True,
-        # librdkafka logs through its own callback; surface errors via error_cb.
+        # librdkafka's own lines go through the logging setup, not raw to stderr.
+        "logger": LIBRDKAFKA_LOG,
         "log.connection.close": False,
     }
     if kafka.security_protocol.startswith("SASL"):
@@ -35,13 +38,12 @@ def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
         if kafka.sasl_password is not None:
             settings["sasl.password"] = kafka.sasl_password.get_secret_value()
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        for key, value in (
-            ("ssl.ca.location", kafka.ssl_ca_location),
-            ("ssl.certificate.location", kafka.ssl_certificate_location),
-            ("ssl.key.location", kafka.ssl_key_location),
-        ):
-            if value:
-                settings[key] = value
+        locations = {
+            "ssl.ca.location": kafka.ssl_ca_location,
+            "ssl.certificate.location": kafka.ssl_certificate_location,
+            "ssl.key.location": kafka.ssl_key_location,
+        }
+        settings.update({key: value for key, value in locations.items() if value})
         if kafka.ssl_key_password is not None:
             settings["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
     return settings
@@ -63,7 +65,9 @@ def producer_settings(kafka: KafkaConfig, client_id: str, **extra: Any) -> dict[
     return settings
 
 
-def consumer_settings(kafka: KafkaConfig, client_id: str, group_id: str, **extra: Any) -> dict[str, Any]:
+def consumer_settings(
+    kafka: KafkaConfig, client_id: str, group_id: str, **extra: Any
+) -> dict[str, Any]:
     settings = common_settings(kafka, client_id)
     settings.update(
         {
@@ -111,7 +115,9 @@ def create_topics(
     for topic in wanted:
         if topic in existing:
             count = len(existing[topic].partitions)
-            note = "" if count == kafka.partitions else f"configured {kafka.partitions}; not changed"
+            note = (
+                "" if count == kafka.partitions else f"configured {kafka.partitions}; not changed"
+            )
             outcomes.append(TopicOutcome(topic, created=False, partitions=count, note=note))
     if missing:
         futures = admin.create_topics(

@@ -33,25 +33,39 @@ def configure_logging(
 ) -> None:
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     numeric = logging.getLevelName(level.upper())
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
-        structlog.processors.format_exc_info if json_lines else structlog.processors.ExceptionPrettyPrinter(),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
-    if not json_lines:
-        processors.pop()  # ConsoleRenderer formats exceptions itself
+    final: list[Any] = [structlog.processors.format_exc_info] if json_lines else []
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[*shared, *final, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(daemon=daemon)
-    # Libraries that use the standard logging module end up in the same stream.
-    logging.basicConfig(level=numeric, stream=sys.stdout, format=f"%(levelname)s {daemon} %(name)s: %(message)s")
+    # Libraries on the standard logging module (librdkafka through
+    # confluent-kafka's `logger`, grpc) render the same way, in the same stream.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *final,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)

@@ -40,7 +40,9 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         self._thread.start()
-        log.info("metrics endpoint", url=f"http://{self._server.server_address[0]}:{self.port}/metrics")
+        host = self._server.server_address[0]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        log.info("metrics endpoint", url=f"http://{host}:{self.port}/metrics")
         return self
 
     def stop(self) -> None:
@@ -70,7 +72,7 @@ def _handler(
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: object) -> None:
             pass  # scrapes every few seconds would drown the journal
 
     return Handler

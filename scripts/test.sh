@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every vspd test, from a fresh clone on a fresh Debian machine (as root):
+# system packages, a virtual environment, then ruff, mypy (strict) and pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k processor).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup-env.sh
+
+# opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too).
+apt_install ca-certificates opencv-data
+make_venv test
+
+# The `faces` built-in needs CascadeClassifier, which OpenCV 5's main wheel dropped;
+# the contrib wheel of the same release is a superset. Test with that.
+if "$VENV/bin/python" -m pip show -q opencv-python-headless 2>/dev/null; then
+    echo "==> switching to opencv-contrib-python-headless"
+    "$VENV/bin/python" -m pip uninstall -q -y opencv-python-headless opencv-contrib-python-headless
+    "$VENV/bin/python" -m pip install -q opencv-contrib-python-headless
+fi
+
+export PATH="$VENV/bin:$PATH"
+echo "==> ruff"
+ruff check vspd tests bench setup.py
+ruff format --check vspd tests bench setup.py
+echo "==> mypy (strict)"
+mypy
+echo "==> pytest"
+pytest "$@"

@@ -1,0 +1,1 @@
+"""Test helpers: a real Kafka-protocol broker, real child processes, topic readers."""

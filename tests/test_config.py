@@ -1,0 +1,258 @@
+"""Configuration: the example is valid, every class of error is reported precisely."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vspd.cli import example_config, main
+from vspd.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "vspd.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ or {})
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_example_config_is_complete_and_valid(tmp_path: Path) -> None:
+    path = write(tmp_path, example_config())
+    config = load_config(path, {})
+    assert config.cameras[0].source_spec.kind == "synthetic"
+    assert config.kafka.frames_topic == "vspd.frames"
+    assert config.alerts.rules[0].name == "motion-anywhere"
+
+
+def test_cli_example_then_check_config_exits_0(tmp_path: Path) -> None:
+    example = subprocess.run(
+        [sys.executable, "-m", "vspd", "config", "example"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    path = write(tmp_path, example.stdout)
+    check = subprocess.run(
+        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "ok" in check.stdout
+
+
+def test_misspelt_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, '[kafka]\nbootstrap_server = "k:9092"\n')
+    assert problems(path) == [
+        f"{path}: kafka.bootstrap_server: unknown key 'bootstrap_server'; did you mean 'bootstrap_servers'?"
+    ]
+
+
+def test_check_config_cli_exits_1_and_names_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[[cameras]]\nid = "front"\nsource = "synthetic:"\nfsp = 5\n')
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: cameras[0].fsp: unknown key 'fsp'; did you mean 'fps'?" in err
+
+
+def test_unknown_section_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[brokr]\nmax_in_flight = 3\n")
+    assert problems(path) == [f"{path}: brokr: unknown key 'brokr'; did you mean 'broker'?"]
+
+
+def test_wrong_type_says_what_was_given(tmp_path: Path) -> None:
+    path = write(tmp_path, '[broker]\nmax_in_flight = "lots"\n')
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}: broker.max_in_flight: Input should be a valid integer")
+    assert "'lots'" in problem
+
+
+def test_out_of_range_value(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[cameras]]\nid = "a"\nsource = "synthetic:"\njpeg_quality = 101\n')
+    (problem,) = problems(path)
+    assert problem.startswith(
+        f"{path}: cameras[0].jpeg_quality: Input should be less than or equal to 100"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("synthetc:", "has no known scheme"),
+        ("v4l2:video0", "v4l2 needs a device"),
+        ("picamera2:front", "picamera2 needs a camera number"),
+        ("file:", "file needs a path"),
+        ("synthetic:?objects=3&colour=red", "unknown option 'colour' for a synthetic source"),
+        ("synthetic:?objects=many", "option 'objects' must be int"),
+        ("file:/clip.mp4?loop=perhaps", "option 'loop' must be true or false"),
+        ("rtsp://", "has no host"),
+    ],
+)
+def test_bad_source_uri(tmp_path: Path, source: str, reason: str) -> None:
+    path = write(tmp_path, f'[[cameras]]\nid = "cam"\nsource = "{source}"\n')
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}: cameras[0].source: ")
+    assert reason in problem
+
+
+def test_good_source_uris_parse(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "\n".join(
+            f'[[cameras]]\nid = "c{index}"\nsource = "{source}"'
+            for index, source in enumerate(
+                [
+                    "picamera2:0",
+                    "v4l2:/dev/video0",
+                    "rtsp://user@cam.local:554/stream",
+                    "http://cam.local/mjpeg",
+                    "file:/srv/clip.mp4?loop=true",
+                    "synthetic:?objects=2&speed=0.5&size=0.2&seed=7",
+                ]
+            )
+        ),
+    )
+    config = load_config(path, {})
+    kinds = [camera.source_spec.kind for camera in config.cameras]
+    assert kinds == ["picamera2", "v4l2", "rtsp", "http", "file", "synthetic"]
+    assert config.cameras[4].source_spec.option("loop", False) is True
+    assert config.cameras[5].source_spec.options == {
+        "objects": 2,
+        "speed": 0.5,
+        "size": 0.2,
+        "seed": 7,
+    }
+
+
+def test_duplicate_camera_ids(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[cameras]]\nid = "a"\nsource = "synthetic:"\n[[cameras]]\nid = "a"\nsource = "synthetic:"\n',
+    )
+    (problem,) = problems(path)
+    assert "camera 'a' is defined twice" in problem
+
+
+def test_missing_secret_file_names_key_and_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    path = write(
+        tmp_path,
+        f'[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "u"\nsasl_password = "file:{missing}"\n',
+    )
+    (problem,) = problems(path)
+    assert problem == f"{path}: kafka.sasl_password: secret file '{missing}' does not exist"
+
+
+def test_credential_without_credentials_directory(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[alerts.sinks]]\ntype = "webhook"\nname = "ops"\nurl = "http://h/x"\nsecret = "credential:hook"\n',
+    )
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}: alerts.sinks[0].secret: refers to credential 'hook'")
+
+
+def test_secrets_come_from_credentials_directory_and_are_not_printed(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "kafka-password").write_text("s3cret\n")
+    path = write(
+        tmp_path,
+        '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+        'sasl_username = "vspd"\nsasl_password = "credential:kafka-password"\n',
+    )
+    config = load_config(path, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert config.kafka.sasl_password is not None
+    assert config.kafka.sasl_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in str(config.model_dump())
+
+
+def test_environment_overrides_scalars_lists_and_nested_tables(tmp_path: Path) -> None:
+    path = write(tmp_path, '[kafka]\nbootstrap_servers = "file:9092"\n')
+    config = load_config(
+        path,
+        {
+            "VSPD_KAFKA__BOOTSTRAP_SERVERS": "env1:9092,env2:9092",
+            "VSPD_KAFKA__FRAMES_TOPIC": "42",
+            "VSPD_BROKER__MAX_IN_FLIGHT": "48",
+            "VSPD_BROKER__INCLUDE_IMAGE": "false",
+            "VSPD_BROKER__PROCESSOR_ADDRESSES": '["p1:50051", "p2:50051"]',
+            "VSPD_PROCESSOR__MOTION__MIN_AREA": "0.01",
+            "UNRELATED": "x",
+        },
+    )
+    assert config.kafka.bootstrap_servers == "env1:9092,env2:9092"
+    assert config.kafka.frames_topic == "42"
+    assert config.broker.max_in_flight == 48
+    assert config.broker.include_image is False
+    assert config.broker.processor_addresses == ["p1:50051", "p2:50051"]
+    assert config.processor.motion.min_area == 0.01
+
+
+def test_bad_environment_override_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert problems(path, {"VSPD_BROKER__MAX_IN_FLIGHT": "many", "VSPD_KAFKA__TYPO": "x"}) == [
+        "environment VSPD_KAFKA__TYPO: kafka.typo: unknown key 'typo'",
+        "environment VSPD_BROKER__MAX_IN_FLIGHT: broker.max_in_flight: "
+        "Input should be a valid integer, unable to parse string as an integer (got 'many')",
+    ]
+
+
+def test_invalid_toml_names_file_and_position(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}: not valid TOML:")
+    assert "line 1" in problem
+
+
+def test_explicit_missing_file(tmp_path: Path) -> None:
+    assert problems(tmp_path / "absent.toml") == [
+        f"{tmp_path / 'absent.toml'}: file does not exist"
+    ]
+
+
+def test_rule_errors_name_the_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[alerts.rules]]\nname = "porch"\nmessage = "{{ label"\n'
+        "zones = [[[0.0, 0.0], [2.0, 0.0], [1.0, 1.0]]]\n"
+        'quiet_hours = ["25:00-06:00"]\n',
+    )
+    found = problems(path)
+    assert any(p.startswith(f"{path}: alerts.rules[0].message: message template:") for p in found)
+    assert f"{path}: alerts.rules[0].zones: zone 0 point (2.0, 0.0) is outside 0..1" in found
+    assert f"{path}: alerts.rules[0].quiet_hours: '25:00' is not HH:MM" in found
+
+
+def test_rule_naming_unknown_sink(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[alerts.rules]]\nname = "porch"\nsinks = ["pager"]\n')
+    (problem,) = problems(path)
+    assert "rule 'porch' names sink 'pager', which is not configured" in problem
+
+
+def test_user_mistake_on_command_line_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka]\npartitions = 0\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "vspd", "--config", str(path), "topics", "create"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert (
+        run.stderr.strip()
+        == f"{path}: kafka.partitions: Input should be greater than or equal to 1 (got 0)"
+    )

@@ -1,0 +1,182 @@
+"""The shared daemon lifecycle: systemd notify on a real datagram socket, signals, watchdog."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import DaemonProcess, free_tcp_port
+from vspd.runtime.lifecycle import Lifecycle, StopFlag, run_daemon
+from vspd.runtime.notify import SystemdNotifier
+
+
+class NotifySocket:
+    """What systemd listens on: an AF_UNIX datagram socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+
+    def receive(self, timeout_s: float = 30.0) -> str:
+        self.sock.settimeout(timeout_s)
+        return self.sock.recv(4096).decode()
+
+    def receive_until(self, predicate: Callable[[str], bool], timeout_s: float = 60.0) -> list[str]:
+        seen = []
+        while True:
+            message = self.receive(timeout_s)
+            seen.append(message)
+            if predicate(message):
+                return seen
+
+    def drain(self) -> list[str]:
+        self.sock.setblocking(False)
+        drained = []
+        try:
+            while True:
+                drained.append(self.sock.recv(4096).decode())
+        except BlockingIOError:
+            return drained
+        finally:
+            self.sock.setblocking(True)
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.sock.close()
+
+
+def test_without_notify_socket_everything_is_a_no_op() -> None:
+    notifier = SystemdNotifier({})
+    assert not notifier.enabled
+    notifier.ready("x")
+    notifier.status("y")
+    notifier.watchdog()
+    notifier.stopping()
+
+
+def test_watchdog_env_for_another_pid_is_ignored() -> None:
+    notifier = SystemdNotifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid() + 1)})
+    assert notifier.watchdog_interval_s is None
+
+
+class HangableDaemon:
+    """A daemon whose loop can be made to hang, to see the watchdog pings stop."""
+
+    name = "hangable"
+
+    def __init__(self) -> None:
+        self.hang = threading.Event()
+        self.hanging = threading.Event()
+        self.release = threading.Event()
+        self.steps = 0
+        self.drained = False
+
+    def start(self) -> None:
+        pass
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.hang.is_set():
+            self.hanging.set()
+            self.release.wait(30)
+            self.hang.clear()
+        threading.Event().wait(0.01)
+
+    def status(self) -> str:
+        return f"{self.steps} steps"
+
+    def drain(self) -> None:
+        self.drained = True
+
+
+def test_ready_status_watchdog_stopping_and_watchdog_stops_when_loop_hangs(
+    notify_socket: NotifySocket,
+) -> None:
+    notifier = SystemdNotifier(
+        {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "200000"}
+    )
+    daemon = HangableDaemon()
+    stop = StopFlag()
+    thread = threading.Thread(
+        target=run_daemon, args=(daemon, stop, Lifecycle(notifier, daemon.status))
+    )
+    thread.start()
+    try:
+        first = notify_socket.receive()
+        assert first.startswith("READY=1\nSTATUS=")
+        seen: list[str] = []
+        notify_socket.receive_until(
+            lambda m: (
+                seen.append(m) is None
+                and "WATCHDOG=1" in seen
+                and any(s.startswith("STATUS=") for s in seen)
+            )
+        )
+
+        daemon.hang.set()
+        assert daemon.hanging.wait(30)
+        notify_socket.drain()  # pings sent before the hang began
+        # Five watchdog intervals of silence: a live loop would ping every 0.1 s.
+        notify_socket.sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            notify_socket.sock.recv(4096)
+
+        daemon.release.set()
+        notify_socket.receive_until(lambda m: m == "WATCHDOG=1")
+    finally:
+        daemon.release.set()
+        stop.set()
+        thread.join(30)
+    assert daemon.drained
+    remaining = notify_socket.drain()
+    assert any(m.startswith("STOPPING=1") for m in remaining)
+
+
+def test_real_daemon_notifies_and_stops_gracefully_on_sigterm(
+    notify_socket: NotifySocket, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    port = free_tcp_port()
+    config = write_config(processor={"listen": f"127.0.0.1:{port}"})
+    daemon = DaemonProcess(
+        ["--config", str(config), "processor"],
+        tmp_path / "processor.log",
+        {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "2000000"},
+    ).start()
+    try:
+        ready = notify_socket.receive_until(lambda m: m.startswith("READY=1"))
+        assert "STATUS=motion on :" in ready[-1]
+        notify_socket.receive_until(lambda m: m == "WATCHDOG=1")
+        daemon.signal(signal.SIGTERM)
+        notify_socket.receive_until(lambda m: m.startswith("STOPPING=1"))
+        assert daemon.wait(60) == 0
+    finally:
+        daemon.stop()
+    log = daemon.log()
+    assert '"event": "draining"' in log
+    assert '"event": "stopped"' in log
+    assert '"daemon": "processor"' in log
+
+
+def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    port = free_tcp_port()
+    config = write_config(
+        processor={"listen": f"127.0.0.1:{port}", "plugin": "tests.plugins.sample:behave"}
+    )
+    daemon = DaemonProcess(["--config", str(config), "processor"], tmp_path / "p.log").start()
+    try:
+        daemon.wait_for_log('"event": "serving"')
+        daemon.signal(signal.SIGINT)
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait(30) in (0, 130)
+    finally:
+        daemon.stop()

@@ -1,0 +1,66 @@
+"""`vspd processor`: serve the configured plug-in until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from vspd.config import VspdConfig
+from vspd.processor.builtins import load_builtin
+from vspd.processor.core import ProcessingCore, ProcessorMetrics
+from vspd.processor.plugin import LoadedPlugin, load_plugin
+from vspd.processor.server import ProcessorServer
+from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.service import serve
+
+log = structlog.get_logger(__name__)
+
+
+class ProcessorDaemon:
+    name = "processor"
+
+    def __init__(self, config: VspdConfig, registry: CollectorRegistry, stop: StopFlag) -> None:
+        self.config = config.processor
+        self.core = ProcessingCore(ProcessorMetrics(registry))
+        self.server = ProcessorServer(self.config, self.core)
+        self.stop = stop
+
+    def start(self) -> None:
+        # Listen first (health NOT_SERVING, calls UNAVAILABLE), then load the
+        # model, which can take long; SERVING only once it is loaded.
+        self.server.start()
+        plugin = self._load()
+        self.core.set_plugin(plugin)
+        self.server.serving()
+        log.info(
+            "plug-in loaded", plugin=plugin.name, version=plugin.version, is_async=plugin.is_async
+        )
+
+    def _load(self) -> LoadedPlugin:
+        if self.config.plugin:
+            return load_plugin(self.config.plugin)
+        return load_builtin(self.config)
+
+    def step(self) -> None:
+        # Serving happens on gRPC's threads; the main loop only keeps the
+        # lifecycle's pings and status going.
+        self.stop.wait(0.5)
+
+    def status(self) -> str:
+        plugin = self.core.plugin.name if self.core.plugin else "loading"
+        return (
+            f"{plugin} on :{self.server.port}: {self.core.ok} ok, {self.core.failed} failed, "
+            f"{self.core.in_flight} in flight"
+        )
+
+    def drain(self) -> None:
+        self.server.stop(self.config.grace_period_s)
+
+
+def main(config: VspdConfig, _args: argparse.Namespace) -> int:
+    registry = CollectorRegistry()
+    stop = StopFlag().install()
+    daemon = ProcessorDaemon(config, registry, stop)
+    return serve(daemon, stop, config, registry, config.metrics.processor_port)

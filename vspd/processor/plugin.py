@@ -1,0 +1,254 @@
+"""The plug-in API: what a user's processing function receives and returns.
+
+A plug-in is a plain function, sync or async::
+
+    from vspd.processor.plugin import Detection, FrameView
+
+    def detect(frame: FrameView) -> list[Detection]:
+        gray = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)  # decoded on first use
+        ...
+        return [Detection.from_pixels("car", 0.9, x1, y1, x2, y2, frame.width, frame.height)]
+
+named in the config as ``plugin = "package.module:detect"`` or installed as an
+entry point in the ``vspd.processors`` group. A class is accepted too: it is
+instantiated once at start-up (load models in ``__init__``; the server reports
+SERVING only after that) and then called like a function.
+
+Per-camera state (a tracker, a background model): ``frame.state`` is a dict
+kept per camera for the life of the server; hold ``frame.state_lock`` while
+using it, because calls for one camera can run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vspd.processor.errors import InvalidFrameError, PluginLoadError
+from vspd.v1 import frame_pb2
+
+Image = npt.NDArray[np.uint8]
+ENTRY_POINT_GROUP = "vspd.processors"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object; box is (x_min, y_min, x_max, y_max) in 0..1 of the frame."""
+
+    label: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    track_id: int | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_pixels(
+        cls,
+        label: str,
+        confidence: float,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        width: int,
+        height: int,
+        **extra: Any,
+    ) -> Detection:
+        box = (
+            _clamp(x1 / width),
+            _clamp(y1 / height),
+            _clamp(x2 / width),
+            _clamp(y2 / height),
+        )
+        return cls(label, float(confidence), box, **extra)
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, float(value)))
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a plug-in returns when it has attributes as well as detections."""
+
+    detections: list[Detection] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class CameraStates:
+    """Per-camera state dicts and locks, created on first use."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._states: dict[str, tuple[dict[str, Any], threading.Lock]] = {}
+
+    def get(self, camera_id: str) -> tuple[dict[str, Any], threading.Lock]:
+        with self._guard:
+            if camera_id not in self._states:
+                self._states[camera_id] = ({}, threading.Lock())
+            return self._states[camera_id]
+
+
+class FrameView:
+    """A frame as a plug-in sees it: metadata at once, pixels decoded on first use."""
+
+    def __init__(self, frame: frame_pb2.Frame, states: CameraStates) -> None:
+        self.camera_id = frame.camera_id
+        self.session_id = frame.session_id
+        self.seq = frame.seq
+        self.capture_time_unix_ns = frame.capture_time_unix_ns
+        self.capture_monotonic_ns = frame.capture_monotonic_ns
+        self.width = frame.width
+        self.height = frame.height
+        self.encoding = frame.encoding
+        self.metadata = dict(frame.metadata)
+        self.data = frame.image
+        self.state, self.state_lock = states.get(frame.camera_id)
+
+    @property
+    def key(self) -> str:
+        return f"{self.camera_id}/{self.session_id}/{self.seq}"
+
+    @cached_property
+    def image(self) -> Image:
+        """The pixels as a BGR uint8 array of shape (height, width, 3)."""
+        return decode_image(self.data, self.encoding, self.width, self.height)
+
+
+def decode_image(data: bytes, encoding: int, width: int, height: int) -> Image:
+    if not data:
+        raise InvalidFrameError("frame has no image bytes")
+    if encoding == frame_pb2.ENCODING_RAW_BGR24:
+        expected = width * height * 3
+        if len(data) != expected:
+            raise InvalidFrameError(
+                f"raw BGR24 image of {width}x{height} needs {expected} bytes, got {len(data)}"
+            )
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+    if encoding not in (frame_pb2.ENCODING_JPEG, frame_pb2.ENCODING_PNG):
+        raise InvalidFrameError(f"unsupported image encoding {encoding}")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        name = frame_pb2.Encoding.Name(encoding)
+        raise InvalidFrameError(f"image does not decode as {name} ({len(data)} bytes)")
+    decoded: Image = image
+    return decoded
+
+
+PluginResult = Output | list[Detection] | None
+SyncPlugin = Callable[[FrameView], PluginResult]
+AsyncPlugin = Callable[[FrameView], Awaitable[PluginResult]]
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    name: str
+    version: str
+    function: Callable[[FrameView], Any]
+    is_async: bool
+
+
+def normalise_output(value: object) -> Output:
+    if value is None:
+        return Output()
+    if isinstance(value, Output):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(item, Detection) for item in value):
+        return Output(detections=list(value))
+    raise TypeError(
+        f"plug-in returned {type(value).__name__}; expected a list of Detection, an Output or None"
+    )
+
+
+def load_plugin(spec: str) -> LoadedPlugin:
+    """Load "package.module:attribute" or a `vspd.processors` entry point by name."""
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginLoadError(
+                f"plug-in {spec!r}: cannot import {module_name!r}: {exc}"
+            ) from None
+        try:
+            target = getattr(module, attribute)
+        except AttributeError:
+            raise PluginLoadError(
+                f"plug-in {spec!r}: {module_name!r} has no {attribute!r}"
+            ) from None
+        plugin_version = str(
+            getattr(module, "__version__", "") or _distribution_version(module_name)
+        )
+    else:
+        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        if not matches:
+            known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+            raise PluginLoadError(
+                f"plug-in {spec!r} is neither 'module:function' nor an installed "
+                f"{ENTRY_POINT_GROUP} entry point (installed: {', '.join(known) or 'none'})"
+            )
+        entry = matches[0]
+        try:
+            target = entry.load()
+        except Exception as exc:  # noqa: BLE001 - any import error of user code is a load error
+            raise PluginLoadError(
+                f"plug-in {spec!r}: entry point {entry.value!r} fails: {exc}"
+            ) from None
+        plugin_version = entry.dist.version if entry.dist is not None else ""
+    return make_plugin(spec, plugin_version, target)
+
+
+def make_plugin(name: str, plugin_version: str, target: Any) -> LoadedPlugin:
+    if inspect.isclass(target):
+        try:
+            target = target()
+        except Exception as exc:
+            raise PluginLoadError(f"plug-in {name!r}: setting it up failed: {exc}") from exc
+    if not callable(target):
+        raise PluginLoadError(f"plug-in {name!r} is not callable")
+    call = getattr(target, "__call__", target)  # noqa: B004 - instances: look at __call__
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
+    return LoadedPlugin(name, plugin_version, target, is_async)
+
+
+def _distribution_version(module_name: str) -> str:
+    try:
+        return version(module_name.split(".", maxsplit=1)[0])
+    except PackageNotFoundError:
+        return ""
+
+
+class AsyncBridge:
+    """Runs async plug-ins from worker threads on one private event loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="plugin-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, awaitable: Awaitable[Any], timeout: float | None) -> Any:
+        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,280 @@
+"""The gRPC server: vspd.v1.Processor and/or Detector.Detect, plus grpc.health.v1.
+
+Two concurrency models, one behaviour:
+- threads: grpc.server with a pool of `workers` threads (sync plug-ins run directly);
+- asyncio: grpc.aio.server on its own loop (async plug-ins are awaited, sync
+  ones run in a pool of `workers` threads).
+A call whose deadline has already passed when its turn comes is not processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import structlog
+
+from vspd.config.model import ProcessorConfig
+from vspd.health.v1 import health_pb2_grpc
+from vspd.legacy import detector_pb2, detector_pb2_grpc
+from vspd.processor.core import (
+    ProcessingCore,
+    detector_frame,
+    detector_reply,
+    error_code,
+    fill_size,
+    log_failure,
+)
+from vspd.processor.errors import ProcessorError
+from vspd.processor.health import NOT_SERVING, SERVING, HealthServicer
+from vspd.processor.plugin import FrameView, Output
+from vspd.v1 import frame_pb2, processor_pb2_grpc, result_pb2
+
+log = structlog.get_logger(__name__)
+
+PROCESSOR_SERVICE = "vspd.v1.Processor"
+DETECTOR_SERVICE = "Detector"
+_EXPIRED = "deadline passed before processing started"
+
+
+class _Call:
+    """Bookkeeping of one call: metrics, timing, error mapping."""
+
+    def __init__(self, core: ProcessingCore) -> None:
+        self.core = core
+        self.start = time.perf_counter_ns()
+
+    def __enter__(self) -> _Call:
+        self.core.metrics.in_flight.inc()
+        self.core.in_flight += 1
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.core.metrics.in_flight.dec()
+        self.core.in_flight -= 1
+        self.core.metrics.latency.observe((time.perf_counter_ns() - self.start) / 1e9)
+
+    def elapsed_ns(self) -> int:
+        return time.perf_counter_ns() - self.start
+
+    def succeeded(self) -> None:
+        self.core.ok += 1
+        self.core.metrics.calls.labels("OK").inc()
+
+    def failed(self, view: FrameView | None, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+        code, message = error_code(exc)
+        self.core.failed += 1
+        self.core.metrics.calls.labels(code.name).inc()
+        log_failure(view, code, message, exc)
+        return code, message
+
+
+def _expired(context: Any) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
+class ThreadedProcessor(processor_pb2_grpc.ProcessorServicer):
+    def __init__(self, core: ProcessingCore) -> None:
+        self.core = core
+
+    def Process(self, request: frame_pb2.Frame, context: grpc.ServicerContext) -> result_pb2.Result:
+        if _expired(context):
+            self.core.metrics.calls.labels("DEADLINE_EXCEEDED").inc()
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
+        view = None
+        with _Call(self.core) as call:
+            try:
+                view = FrameView(request, self.core.states)
+                output = self.core.call_sync(view, context.time_remaining())
+            except Exception as exc:  # noqa: BLE001 - every plug-in failure becomes a status
+                code, message = call.failed(view, exc)
+                context.abort(code, message)
+            call.succeeded()
+            return self.core.result(request, output, call.elapsed_ns())
+
+
+class ThreadedDetector(detector_pb2_grpc.DetectorServicer):
+    def __init__(self, core: ProcessingCore) -> None:
+        self.core = core
+
+    def Detect(
+        self, request: detector_pb2.ImageInfo, context: grpc.ServicerContext
+    ) -> detector_pb2.ImageInfoWithMeta:
+        if _expired(context):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
+        view = None
+        with _Call(self.core) as call:
+            try:
+                frame = detector_frame(request)
+                fill_size(frame)
+                view = FrameView(frame, self.core.states)
+                output = self.core.call_sync(view, context.time_remaining())
+                reply = detector_reply(request, view, output)
+            except Exception as exc:  # noqa: BLE001
+                code, message = call.failed(view, exc)
+                context.abort(code, message)
+            call.succeeded()
+            return reply
+
+
+class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
+    def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
+        self.core = core
+        self.run_sync = run_sync
+
+    async def Process(self, request: frame_pb2.Frame, context: Any) -> result_pb2.Result:
+        if _expired(context):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
+        view = None
+        with _Call(self.core) as call:
+            try:
+                view = FrameView(request, self.core.states)
+                output = await self.core.call_async(view, self.run_sync)
+            except Exception as exc:  # noqa: BLE001
+                code, message = call.failed(view, exc)
+                await context.abort(code, message)
+            call.succeeded()
+            return self.core.result(request, output, call.elapsed_ns())
+
+
+class AsyncDetector(detector_pb2_grpc.DetectorServicer):
+    def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
+        self.core = core
+        self.run_sync = run_sync
+
+    async def Detect(
+        self, request: detector_pb2.ImageInfo, context: Any
+    ) -> detector_pb2.ImageInfoWithMeta:
+        if _expired(context):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
+        view = None
+        with _Call(self.core) as call:
+            try:
+                frame = detector_frame(request)
+                fill_size(frame)
+                view = FrameView(frame, self.core.states)
+                output: Output = await self.core.call_async(view, self.run_sync)
+                reply = detector_reply(request, view, output)
+            except Exception as exc:  # noqa: BLE001
+                code, message = call.failed(view, exc)
+                await context.abort(code, message)
+            call.succeeded()
+            return reply
+
+
+def _options(config: ProcessorConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _services(config: ProcessorConfig) -> list[str]:
+    return {"vspd": [PROCESSOR_SERVICE], "detector": [DETECTOR_SERVICE]}[config.api]
+
+
+class ProcessorServer:
+    """Owns the gRPC server, whichever concurrency model; start/stop from the main thread."""
+
+    def __init__(self, config: ProcessorConfig, core: ProcessingCore) -> None:
+        self.config = config
+        self.core = core
+        self.health = HealthServicer(_services(config))
+        self.port = 0
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="process")
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.config.concurrency == "threads":
+            self._start_threaded()
+        else:
+            self._start_asyncio()
+        log.info(
+            "listening",
+            address=self.config.listen,
+            port=self.port,
+            api=self.config.api,
+            concurrency=self.config.concurrency,
+        )
+
+    def serving(self) -> None:
+        self.health.set_all(SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        """Health goes NOT_SERVING, in-flight calls get `grace_s` to finish."""
+        self.health.set_all(NOT_SERVING)
+        self.health.close()
+        if self._loop is not None:
+            future = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
+            future.result(timeout=grace_s + 5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5)
+                if not self._loop_thread.is_alive():
+                    self._loop.close()
+        elif self._server is not None:
+            self._server.stop(grace_s).wait(grace_s + 5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.core.close()
+
+    def _bind(self, server: Any) -> None:
+        port = server.add_insecure_port(self.config.listen)
+        if not port:
+            raise ProcessorError(f"cannot listen on {self.config.listen}")
+        self.port = port
+
+    def _start_threaded(self) -> None:
+        server = grpc.server(
+            self._pool,
+            options=_options(self.config),
+            # Beyond this, callers get RESOURCE_EXHAUSTED and retry: bounded queueing.
+            maximum_concurrent_rpcs=self.config.workers * 8,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.config.api == "vspd":
+            processor_pb2_grpc.add_ProcessorServicer_to_server(ThreadedProcessor(self.core), server)
+        else:
+            detector_pb2_grpc.add_DetectorServicer_to_server(ThreadedDetector(self.core), server)
+        self._bind(server)
+        server.start()
+        self._server = server
+
+    def _start_asyncio(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
+        self._loop_thread.start()
+        asyncio.run_coroutine_threadsafe(self._build_aio(), loop).result(timeout=30)
+
+    async def _build_aio(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def run_sync(function: Callable[..., Any], *args: Any) -> Any:
+            return await loop.run_in_executor(self._pool, function, *args)
+
+        server = grpc.aio.server(
+            migration_thread_pool=ThreadPoolExecutor(2, thread_name_prefix="health"),
+            options=_options(self.config),
+            maximum_concurrent_rpcs=self.config.workers * 8,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.config.api == "vspd":
+            processor_pb2_grpc.add_ProcessorServicer_to_server(
+                AsyncProcessor(self.core, run_sync), server
+            )
+        else:
+            detector_pb2_grpc.add_DetectorServicer_to_server(
+                AsyncDetector(self.core, run_sync), server
+            )
+        self._bind(server)
+        await server.start()
+        self._server = server
