@@ -52,6 +52,10 @@ class ProcessorMetrics:
         )
 
 
+class DeadlineExpiredError(Exception):
+    """The caller's deadline passed before the work started: it is not done."""
+
+
 class NotReadyError(Exception):
     """The plug-in is still loading (UNAVAILABLE: callers retry)."""
 
@@ -85,11 +89,20 @@ class ProcessingCore:
         return normalise_output(plugin.function(view))
 
     # The asyncio path (grpc.aio server); sync plug-ins run in its executor.
-    async def call_async(self, view: FrameView, run_sync: Callable[..., Any]) -> Output:
+    async def call_async(
+        self, view: FrameView, run_sync: Callable[..., Any], deadline: float | None
+    ) -> Output:
         plugin = self._ready()
         if plugin.is_async:
             return normalise_output(await plugin.function(view))
-        return normalise_output(await run_sync(plugin.function, view))
+
+        def when_its_turn_comes(frame: FrameView) -> Any:
+            # The call may have queued for a worker past its deadline.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExpiredError("deadline passed while waiting for a worker")
+            return plugin.function(frame)
+
+        return normalise_output(await run_sync(when_its_turn_comes, view))
 
     def _ready(self) -> LoadedPlugin:
         if self.plugin is None:
@@ -122,6 +135,8 @@ def error_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NotReadyError):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, DeadlineExpiredError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "plug-in did not finish before the deadline"
     return grpc.StatusCode.INTERNAL, f"plug-in failed: {type(exc).__name__}: {exc}"

@@ -74,6 +74,11 @@ class _Call:
         return code, message
 
 
+def _deadline(context: Any) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 def _expired(context: Any) -> bool:
     remaining = context.time_remaining()
     return remaining is not None and remaining <= 0
@@ -135,7 +140,7 @@ class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
         with _Call(self.core) as call:
             try:
                 view = FrameView(request, self.core.states)
-                output = await self.core.call_async(view, self.run_sync)
+                output = await self.core.call_async(view, self.run_sync, _deadline(context))
             except Exception as exc:  # noqa: BLE001
                 code, message = call.failed(view, exc)
                 await context.abort(code, message)
@@ -159,7 +164,7 @@ class AsyncDetector(detector_pb2_grpc.DetectorServicer):
                 frame = detector_frame(request)
                 fill_size(frame)
                 view = FrameView(frame, self.core.states)
-                output: Output = await self.core.call_async(view, self.run_sync)
+                output: Output = await self.core.call_async(view, self.run_sync, _deadline(context))
                 reply = detector_reply(request, view, output)
             except Exception as exc:  # noqa: BLE001
                 code, message = call.failed(view, exc)

@@ -33,8 +33,17 @@ def configure_logging(
 ) -> None:
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     numeric = logging.getLevelName(level.upper())
+
+    def add_daemon(
+        _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        # Static, not a context variable: threads (gRPC workers, camera reader) start with an empty context.
+        event.setdefault("daemon", daemon)
+        return event
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_daemon,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
@@ -52,7 +61,6 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(daemon=daemon)
     # Libraries on the standard logging module (librdkafka through
     # confluent-kafka's `logger`, grpc) render the same way, in the same stream.
     handler = logging.StreamHandler(sys.stdout)

@@ -1,0 +1,335 @@
+"""The capture daemon against a real broker and real sources."""
+
+from __future__ import annotations
+
+import re
+import signal
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.support.kafka import Record, create_topics, read_topic, unique_name
+from tests.support.mjpeg import MjpegCamera
+from tests.support.processes import DaemonProcess, wait_until
+from tests.support.tansu import TansuBroker, free_port
+from vspd import wire
+from vspd.capture.sources.synthetic import TRUTH_METADATA_KEY, boxes_from_metadata
+from vspd.v1 import frame_pb2
+
+
+def frames_by_camera(records: list[Record]) -> dict[str, list[tuple[Record, frame_pb2.Frame]]]:
+    cameras: dict[str, list[tuple[Record, frame_pb2.Frame]]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        frame = wire.decode_frame(record.value)
+        cameras[frame.camera_id].append((record, frame))
+    return cameras
+
+
+def stopped_status(daemon: DaemonProcess) -> dict[str, int]:
+    """The counters of the daemon's last status line ("captured N, sent N, dropped N")."""
+    match = re.findall(r"captured (\d+), sent (\d+), dropped (\d+)", daemon.log())
+    assert match, daemon.log()[-2000:]
+    captured, sent, dropped = match[-1]
+    return {"captured": int(captured), "sent": int(sent), "dropped": int(dropped)}
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()  # noqa: S310
+    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+]+)"
+    found = re.search(pattern, body)
+    assert found, f"{name}{labels} not in /metrics"
+    return float(found.group(1))
+
+
+def test_synthetic_cameras_arrive_complete_and_in_order(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    topics = fresh_topics(partitions=4)
+    cameras = [
+        {
+            "id": f"cam-{i}",
+            "source": f"synthetic:?objects=2&seed={i}",
+            "fps": 25,
+            "width": 320,
+            "height": 240,
+        }
+        for i in range(3)
+    ]
+    config = write_config(topics=topics, cameras=cameras)
+    started = [
+        daemons("--config", str(config), "capture", "--camera", c["id"], name=c["id"])
+        for c in cameras
+    ]
+    for daemon in started:
+        daemon.wait_for_log('"event": "serving"')
+    read_topic(bootstrap, topics["frames_topic"], lambda records: len(records) >= 90)
+    for daemon in started:
+        assert daemon.stop() == 0
+    statuses = {c["id"]: stopped_status(d) for c, d in zip(cameras, started, strict=True)}
+
+    by_camera = frames_by_camera(
+        read_topic(
+            bootstrap,
+            topics["frames_topic"],
+            lambda r: len(r) >= sum(s["sent"] for s in statuses.values()),
+        )
+    )
+    assert set(by_camera) == {c["id"] for c in cameras}
+    for camera_id, items in by_camera.items():
+        status = statuses[camera_id]
+        assert status["dropped"] == 0
+        assert len(items) == status["captured"] == status["sent"]
+        assert len({record.partition for record, _ in items}) == 1  # one camera, one partition
+        assert {record.key for record, _ in items} == {camera_id.encode()}
+        assert [frame.seq for _, frame in items] == list(range(len(items)))  # in order, no gaps
+        assert len({frame.session_id for _, frame in items}) == 1
+        times = [frame.capture_monotonic_ns for _, frame in items]
+        assert times == sorted(times)
+        first = items[0][1]
+        assert (first.width, first.height, first.encoding) == (320, 240, frame_pb2.ENCODING_JPEG)
+        image = cv2.imdecode(np.frombuffer(first.image, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)
+        assert len(boxes_from_metadata(first.metadata[TRUTH_METADATA_KEY])) == 2
+    ids = [wire.frame_id(frame) for items in by_camera.values() for _, frame in items]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.fixture
+def video_file(tmp_path: Path) -> Path:
+    """A real video file written by OpenCV: 12 frames whose first pixel row encodes the index."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 12, (160, 120))
+    assert writer.isOpened()
+    for index in range(12):
+        image = np.full((120, 160, 3), index * 20, np.uint8)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def brightness(frame: frame_pb2.Frame) -> int:
+    image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return round(float(image.mean()) / 20)
+
+
+def test_video_file_is_read_in_order_and_reopened_at_its_end(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    video_file: Path,
+) -> None:
+    topics = fresh_topics(partitions=2)
+    config = write_config(
+        topics=topics,
+        cameras=[
+            {"id": "clip", "source": f"file:{video_file}", "fps": 50, "width": 160, "height": 120}
+        ],
+        capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.2},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "clip")
+    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 30)
+    assert daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["clip"]]
+    # Without loop the end of the file is an outage: reopened, seq continues.
+    assert [brightness(f) for f in frames[:24]] == list(range(12)) * 2
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert "end of" in daemon.log()
+    assert '"state": "reconnecting"' in daemon.log()
+
+
+def test_video_file_with_loop_plays_continuously(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    video_file: Path,
+) -> None:
+    topics = fresh_topics(partitions=1)
+    config = write_config(
+        topics=topics,
+        cameras=[
+            {
+                "id": "loop",
+                "source": f"file:{video_file}?loop=true",
+                "fps": 50,
+                "width": 160,
+                "height": 120,
+            }
+        ],
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "loop")
+    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 30)
+    assert daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["loop"]]
+    assert [brightness(f) for f in frames[:30]] == (list(range(12)) * 3)[:30]
+    assert '"state": "reconnecting"' not in daemon.log()
+
+
+def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    camera = MjpegCamera(free_port(), fps=20)
+    camera.start()
+    topics = fresh_topics(partitions=2)
+    config = write_config(
+        topics=topics,
+        cameras=[{"id": "net", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
+        capture={"reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "net")
+    try:
+        read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 10)
+        camera.stop()
+        daemon.wait_for_log('"state": "reconnecting"')
+        served_before = camera.frames_served
+        camera.start()
+        daemon.wait_for_log("source opened", timeout_s=60)
+        wait_until(lambda: camera.frames_served > served_before + 10, 60, "frames after the outage")
+        records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 25)
+    finally:
+        camera.stop()
+    assert daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["net"]]
+    assert [f.seq for f in frames] == list(range(len(frames)))  # seq continues across the outage
+    assert len({f.session_id for f in frames}) == 1
+    # Pass-through: the bytes are the camera's own JPEG, not re-encoded (OpenCV's default quality 95).
+    assert all(f.image[:2] == b"\xff\xd8" and (f.width, f.height) == (320, 240) for f in frames)
+    assert daemon.log().count("source opened") >= 2
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of this test's own, so that pausing it disturbs no other test."""
+    broker = TansuBroker(free_port(), tmp_path / "private-tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _paused_capture(
+    broker: TansuBroker,
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    buffer_bytes: int,
+    until: Callable[[int], bool],
+) -> tuple[DaemonProcess, int, list[Record]]:
+    topics = {
+        "frames_topic": unique_name("frames"),
+        "results_topic": unique_name("r"),
+        "dead_letter_topic": unique_name("d"),
+    }
+    create_topics(broker.bootstrap, list(topics.values()), 1)
+    port = free_port()
+    config = write_config(
+        topics=topics,
+        kafka={"bootstrap_servers": broker.bootstrap},
+        cameras=[
+            {
+                "id": "paused",
+                "source": "synthetic:?objects=2",
+                "fps": 20,
+                "width": 320,
+                "height": 240,
+            }
+        ],
+        capture={"buffer_bytes": buffer_bytes},
+        metrics={"enabled": True, "capture_port": port},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "paused")
+    read_topic(broker.bootstrap, topics["frames_topic"], lambda r: len(r) >= 10)
+    broker.pause()
+    try:
+        wait_until(lambda: until(port), 120, "frames to pile up while Kafka is paused")
+    finally:
+        broker.resume()
+    captured_after_resume = int(metric(port, "vspd_capture_frames_captured_total"))
+    wait_until(
+        lambda: metric(port, "vspd_capture_frames_sent_total") >= captured_after_resume - 40,
+        120,
+        "the backlog to drain",
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(120) == 0
+    status = stopped_status(daemon)
+    records = read_topic(
+        broker.bootstrap, topics["frames_topic"], lambda r: len(r) >= status["sent"]
+    )
+    return daemon, status["dropped"], records
+
+
+def test_kafka_paused_nothing_lost_while_the_buffer_holds(
+    private_broker: TansuBroker,
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    def piled_up(port: int) -> bool:
+        return (
+            metric(port, "vspd_capture_frames_captured_total")
+            - metric(port, "vspd_capture_frames_sent_total")
+            >= 40
+        )
+
+    daemon, dropped, records = _paused_capture(
+        private_broker, write_config, daemons, 64 * 1024 * 1024, piled_up
+    )
+    status = stopped_status(daemon)
+    seqs = [wire.decode_frame(r.value).seq for r in records]
+    assert dropped == 0
+    assert seqs == list(range(status["captured"]))
+
+
+def test_kafka_paused_with_a_small_buffer_drops_exactly_what_it_counts(
+    private_broker: TansuBroker,
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    def dropping(port: int) -> bool:
+        return metric(port, "vspd_capture_frames_dropped_total", 'reason="buffer_full"') >= 30
+
+    daemon, dropped, records = _paused_capture(
+        private_broker, write_config, daemons, 200_000, dropping
+    )
+    status = stopped_status(daemon)
+    seqs = [wire.decode_frame(r.value).seq for r in records]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == len(set(seqs))
+    missing = status["captured"] - len(seqs)
+    assert dropped >= 30
+    assert missing == dropped  # every frame not in Kafka is counted, and nothing else
+    assert daemon.log().count("Kafka buffer full: dropping oldest frames") >= 1
+
+
+def test_picamera2_without_the_library_is_a_clear_error(
+    write_config: Callable[..., Path], daemons: Callable[..., DaemonProcess]
+) -> None:
+    config = write_config(cameras=[{"id": "pi", "source": "picamera2:0"}])
+    daemon = daemons("--config", str(config), "capture", "--camera", "pi")
+    assert daemon.wait(60) == 1
+    log = daemon.log()
+    assert (
+        "vspd capture: source picamera2: needs the picamera2 library, which exists only on Raspberry Pi OS"
+        in log
+    )
+    assert "apt install python3-picamera2" in log
+    assert "Traceback" not in log
+
+
+def test_unknown_camera_id_is_a_clear_error(
+    write_config: Callable[..., Path], daemons: Callable[..., DaemonProcess]
+) -> None:
+    config = write_config(cameras=[{"id": "front", "source": "synthetic:"}])
+    daemon = daemons("--config", str(config), "capture", "--camera", "back")
+    assert daemon.wait(60) == 1
+    assert "vspd capture: no camera 'back' in [[cameras]] (configured: front)" in daemon.log()

@@ -1,0 +1,145 @@
+"""`vspd capture --camera ID`: one camera into the frames topic."""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import time
+import uuid
+
+import cv2
+import numpy as np
+import structlog
+from prometheus_client import CollectorRegistry
+
+from vspd.capture.errors import CaptureError
+from vspd.capture.metrics import CaptureMetrics
+from vspd.capture.reader import CameraReader, Numbered
+from vspd.capture.sender import FrameSender
+from vspd.capture.sources import open_source
+from vspd.capture.sources.picamera import import_picamera2
+from vspd.config import CameraConfig, VspdConfig
+from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.service import serve
+from vspd.v1 import frame_pb2
+
+log = structlog.get_logger(__name__)
+
+FLUSH_ON_STOP_S = 30.0
+_STEP_WAIT_S = 0.1
+
+
+class CaptureDaemon:
+    def __init__(
+        self, config: VspdConfig, camera: CameraConfig, registry: CollectorRegistry
+    ) -> None:
+        self.name = f"capture@{camera.id}"
+        self.camera = camera
+        self.session_id = str(uuid.uuid4())
+        self.metrics = CaptureMetrics(registry)
+        self.reader = CameraReader(camera, config.capture, open_source(camera), self.metrics)
+        self.sender = FrameSender(config, camera.id, self.metrics)
+        self._jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
+        self._rate_window: list[tuple[float, int]] = []
+
+    def start(self) -> None:
+        if self.camera.source_spec.kind == "picamera2":
+            import_picamera2()  # off a Pi: one clear error now, not a reconnect loop
+        structlog.contextvars.bind_contextvars(camera=self.camera.id)
+        log.info("capture session", session_id=self.session_id, source=self.camera.source)
+        self.reader.start()
+
+    def step(self) -> None:
+        try:
+            numbered = self.reader.frames.get(timeout=_STEP_WAIT_S)
+        except queue.Empty:
+            pass
+        else:
+            self._encode_and_buffer(numbered)
+            # Take whatever else is ready without waiting.
+            while True:
+                try:
+                    self._encode_and_buffer(self.reader.frames.get_nowait())
+                except queue.Empty:
+                    break
+        self.sender.pump()
+
+    def _encode_and_buffer(self, numbered: Numbered) -> None:
+        frame = self.encode(numbered)
+        self.sender.add(numbered.seq, frame.SerializeToString(), frame.capture_monotonic_ns)
+
+    def encode(self, numbered: Numbered) -> frame_pb2.Frame:
+        captured = numbered.captured
+        camera = self.camera
+        started = time.perf_counter()
+        jpeg = captured.jpeg
+        width, height = captured.width, captured.height
+        if jpeg is not None and (width, height) not in ((camera.width, camera.height), (0, 0)):
+            # The camera's JPEG is not the configured size: decode and resize.
+            captured.image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            jpeg = None
+        if jpeg is None:
+            if captured.image is None:
+                raise CaptureError("source delivered neither pixels nor JPEG")
+            image = captured.image
+            if image.shape[1] != camera.width or image.shape[0] != camera.height:
+                image = cv2.resize(
+                    image, (camera.width, camera.height), interpolation=cv2.INTER_AREA
+                )
+            ok, encoded = cv2.imencode(".jpg", image, self._jpeg_params)
+            if not ok:
+                raise CaptureError("JPEG encoding failed")
+            jpeg = encoded.tobytes()
+            width, height = camera.width, camera.height
+            self.metrics.encode_seconds.observe(time.perf_counter() - started)
+        return frame_pb2.Frame(
+            camera_id=camera.id,
+            session_id=self.session_id,
+            seq=numbered.seq,
+            capture_time_unix_ns=captured.capture_time_unix_ns,
+            capture_monotonic_ns=captured.capture_monotonic_ns,
+            width=width or camera.width,
+            height=height or camera.height,
+            encoding=frame_pb2.ENCODING_JPEG,
+            image=jpeg,
+            metadata=captured.metadata,
+        )
+
+    def _fps(self) -> float:
+        now = time.monotonic()
+        self._rate_window.append((now, self.reader.next_seq))
+        self._rate_window = [(t, n) for t, n in self._rate_window if now - t <= 10]
+        (t0, n0), (t1, n1) = self._rate_window[0], self._rate_window[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def status(self) -> str:
+        reader, sender = self.reader, self.sender
+        dropped = reader.dropped_queue_full + sender.dropped_buffer_full + sender.failed
+        text = (
+            f"{reader.state} {self._fps():.1f} fps; captured {reader.next_seq}, sent {sender.sent}, "
+            f"dropped {dropped}; buffer {sender.pending_bytes // 1024} KiB"
+        )
+        return f"{text}; {reader.last_error}" if reader.last_error else text
+
+    def drain(self) -> None:
+        self.reader.stop()
+        while True:
+            try:
+                self._encode_and_buffer(self.reader.frames.get_nowait())
+            except queue.Empty:
+                break
+        left = self.sender.flush(FLUSH_ON_STOP_S)
+        if left:
+            log.error("frames not delivered at shutdown", frames=left)
+
+
+def main(config: VspdConfig, args: argparse.Namespace) -> int:
+    try:
+        camera = config.camera(args.camera)
+    except KeyError as exc:
+        raise CaptureError(str(exc.args[0])) from None
+    registry = CollectorRegistry()
+    stop = StopFlag().install()
+    daemon = CaptureDaemon(config, camera, registry)
+    port = config.metrics.capture_port + config.camera_index(camera.id)
+    return serve(daemon, stop, config, registry, port)

@@ -1,0 +1,23 @@
+"""Errors of the capture daemon."""
+
+from __future__ import annotations
+
+from vspd.errors import VspdError
+
+
+class CaptureError(VspdError):
+    """Root of the capture daemon's errors."""
+
+
+class SourceUnavailableError(CaptureError):
+    """The camera cannot be opened or stopped delivering; reopened with backoff."""
+
+    retriable = True
+
+
+class SourceEndedError(SourceUnavailableError):
+    """A file source reached its end (without loop): reopened like any other failure."""
+
+
+class SourceNotSupportedError(CaptureError):
+    """This machine cannot run this kind of source at all (e.g. picamera2 off a Pi)."""

@@ -1,0 +1,136 @@
+"""The camera read loop, on its own thread: it never waits for encoding or Kafka.
+
+Each captured frame gets the next sequence number at once, then goes into a
+bounded queue; when the queue is full the frame is dropped and counted, and
+the gap in sequence numbers shows it downstream. A failing source is reopened
+with capped exponential backoff; sequence numbers continue.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from vspd.capture.errors import SourceNotSupportedError, SourceUnavailableError
+from vspd.capture.metrics import CaptureMetrics
+from vspd.capture.sources.base import Captured, FrameSource
+from vspd.config.model import CameraConfig, CaptureConfig
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Numbered:
+    seq: int
+    captured: Captured
+
+
+class CameraReader:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        settings: CaptureConfig,
+        source: FrameSource,
+        metrics: CaptureMetrics,
+    ) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.source = source
+        self.metrics = metrics
+        self.frames: queue.Queue[Numbered] = queue.Queue(maxsize=settings.queue_frames)
+        self.state = "connecting"
+        self.last_error = ""
+        self.next_seq = 0
+        self.dropped_queue_full = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # The thread logs with the caller's context (camera id).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=f"camera-{self.camera.id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            log.info("source state", state=state, error=self.last_error or None)
+        self.state = state
+        self.metrics.set_state(state)
+
+    def _run(self) -> None:
+        delay = self.settings.reconnect_initial_s
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+            except SourceNotSupportedError as exc:
+                self.last_error = str(exc)
+                self._set_state("unsupported")
+                log.error("source cannot run here", error=str(exc))  # noqa: TRY400 - no traceback needed
+                return
+            except SourceUnavailableError as exc:
+                self.last_error = str(exc)
+                self._set_state("reconnecting")
+            else:
+                self.last_error = ""
+                self._set_state("streaming")
+                delay = self.settings.reconnect_initial_s
+                self._stream()
+                self.source.close()
+                if self._stop.is_set():
+                    return
+                self._set_state("reconnecting")
+            self.metrics.reconnects.inc()
+            log.warning(
+                "source unavailable; retrying", retry_in_s=round(delay, 2), error=self.last_error
+            )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    def _stream(self) -> None:
+        interval_ns = int(1e9 / self.camera.fps)
+        next_due = time.monotonic_ns()
+        last_accepted = 0
+        while not self._stop.is_set():
+            if self.source.paced_by_reader:
+                wait_ns = next_due - time.monotonic_ns()
+                if wait_ns > 0 and self._stop.wait(wait_ns / 1e9):
+                    return
+                # After a stall, do not burst to catch up: keep the pace from now.
+                next_due = max(next_due + interval_ns, time.monotonic_ns())
+            try:
+                captured = self.source.read()
+            except SourceUnavailableError as exc:
+                self.last_error = str(exc)
+                return
+            if not self.source.paced_by_reader:
+                # A live camera faster than the target fps: keep every n-th frame.
+                if captured.capture_monotonic_ns - last_accepted < interval_ns * 0.9:
+                    continue
+                last_accepted = captured.capture_monotonic_ns
+            self._hand_over(captured)
+
+    def _hand_over(self, captured: Captured) -> None:
+        numbered = Numbered(self.next_seq, captured)
+        self.next_seq += 1
+        self.metrics.captured.inc()
+        try:
+            self.frames.put_nowait(numbered)
+        except queue.Full:
+            self.dropped_queue_full += 1
+            self.metrics.dropped.labels("queue_full").inc()

@@ -1,0 +1,82 @@
+"""`file:`, `v4l2:` and `rtsp://` through OpenCV's VideoCapture.
+
+For V4L2 the camera is asked for MJPEG and OpenCV's conversion is turned off,
+so the camera's own JPEG is passed through instead of decoded and re-encoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import structlog
+
+from vspd.capture.errors import SourceEndedError, SourceUnavailableError
+from vspd.capture.sources.base import Captured
+from vspd.config.model import CameraConfig
+
+log = structlog.get_logger(__name__)
+
+
+class OpenCvSource:
+    def __init__(self, camera: CameraConfig) -> None:
+        self._camera = camera
+        self._spec = camera.source_spec
+        self.paced_by_reader = self._spec.kind == "file"
+        self._capture: cv2.VideoCapture | None = None
+        self._passthrough = False
+
+    def open(self) -> None:
+        spec, camera = self._spec, self._camera
+        if spec.kind == "file":
+            if not Path(spec.target).is_file():
+                raise SourceUnavailableError(f"video file {spec.target!r} does not exist")
+            capture = cv2.VideoCapture(spec.target)
+        elif spec.kind == "v4l2":
+            device: str | int = int(spec.target) if spec.target.isdigit() else spec.target
+            capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
+            fourcc = str(spec.option("fourcc", "MJPG"))
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc[:4]))
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, camera.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, camera.height)
+            capture.set(cv2.CAP_PROP_FPS, camera.fps)
+            if fourcc == "MJPG":
+                # Raw MJPEG buffers out of read(): pass the camera's JPEG through.
+                self._passthrough = bool(capture.set(cv2.CAP_PROP_CONVERT_RGB, 0))
+        else:
+            capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceUnavailableError(f"cannot open {spec.uri}")
+        self._capture = capture
+        log.info("source opened", source=spec.uri, passthrough=self._passthrough)
+
+    def read(self) -> Captured:
+        if self._capture is None:
+            raise SourceUnavailableError("source is not open")
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            if self._spec.kind == "file":
+                if self._spec.option("loop", False) and self._rewind():
+                    ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    raise SourceEndedError(f"end of {self._spec.target}")
+            else:
+                raise SourceUnavailableError(f"{self._spec.uri} stopped delivering frames")
+        captured = Captured.now()
+        if self._passthrough and frame.ndim <= 2 and (frame.shape[0] == 1 or frame.ndim == 1):
+            captured.jpeg = np.ascontiguousarray(frame).tobytes()
+        else:
+            captured.image = frame
+            captured.height, captured.width = frame.shape[:2]
+        return captured
+
+    def _rewind(self) -> bool:
+        assert self._capture is not None  # noqa: S101 - read() checked it
+        return bool(self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
