@@ -49,3 +49,15 @@ class CountPerCamera:
 
 def wrong_type(_frame: FrameView) -> object:
     return {"not": "detections"}
+
+
+def jitter(frame: FrameView) -> Output:
+    """Random latency (0-25 ms) so that calls finish out of order."""
+    import random
+    import time
+
+    time.sleep(random.uniform(0, 0.025))  # noqa: S311
+    return Output(
+        detections=[Detection("thing", 0.5, (0.25, 0.25, 0.5, 0.75))],
+        attributes={"seq": str(frame.seq)},
+    )

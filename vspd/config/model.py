@@ -123,7 +123,6 @@ class BrokerConfig(Section):
     # 0 is off; otherwise frames older than this become `skipped` results.
     max_frame_age_s: float = Field(default=0.0, ge=0)
     include_image: bool = True
-    commit_interval_s: PositiveSeconds = 1.0
 
     @field_validator("processor_addresses")
     @classmethod

@@ -114,6 +114,7 @@ class FrameView:
         self.encoding = frame.encoding
         self.metadata = dict(frame.metadata)
         self.data = frame.image
+        check_image_header(frame.image, frame.encoding, frame.width, frame.height)
         self.state, self.state_lock = states.get(frame.camera_id)
 
     @property
@@ -124,6 +125,31 @@ class FrameView:
     def image(self) -> Image:
         """The pixels as a BGR uint8 array of shape (height, width, 3)."""
         return decode_image(self.data, self.encoding, self.width, self.height)
+
+
+_SIGNATURES = {
+    frame_pb2.ENCODING_JPEG: b"\xff\xd8\xff",
+    frame_pb2.ENCODING_PNG: b"\x89PNG\r\n\x1a\n",
+}
+
+
+def check_image_header(data: bytes, encoding: int, width: int, height: int) -> None:
+    """Cheap checks at once, so that even a plug-in that never looks at the
+    pixels rejects a frame that cannot be an image; decoding stays lazy."""
+    if not data:
+        raise InvalidFrameError("frame has no image bytes")
+    if encoding == frame_pb2.ENCODING_RAW_BGR24:
+        if len(data) != width * height * 3:
+            raise InvalidFrameError(
+                f"raw BGR24 image of {width}x{height} needs {width * height * 3} bytes, got {len(data)}"
+            )
+        return
+    signature = _SIGNATURES.get(encoding)
+    if signature is None:
+        raise InvalidFrameError(f"unsupported image encoding {encoding}")
+    if not data.startswith(signature):
+        name = frame_pb2.Encoding.Name(encoding)
+        raise InvalidFrameError(f"image does not decode as {name}: wrong signature")
 
 
 def decode_image(data: bytes, encoding: int, width: int, height: int) -> Image:

@@ -1,0 +1,146 @@
+"""Capture: CPU per frame, highest sustained fps and peak RSS per resolution.
+
+Each case runs in its own process (clean peak RSS) with the camera asking for
+far more frames than can be sent, so what gets through is the ceiling.
+"synthetic" renders and JPEG-encodes (quality 80) every frame; "pass-through"
+gets JPEGs from the source, as from an MJPEG camera, and only wraps and sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import cv2
+
+from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
+from vspd.capture.daemon import CaptureDaemon
+from vspd.capture.sources.base import Captured
+from vspd.capture.sources.synthetic import SyntheticScene
+from vspd.config.model import VspdConfig
+
+RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
+
+
+class JpegSource:
+    """A camera that already delivers JPEG (pass-through path)."""
+
+    paced_by_reader = True
+
+    def __init__(self, width: int, height: int) -> None:
+        scene = SyntheticScene(width, height)
+        self._jpegs = [
+            cv2.imencode(".jpg", scene.render(t / 10)[0], [cv2.IMWRITE_JPEG_QUALITY, 80])[
+                1
+            ].tobytes()
+            for t in range(20)
+        ]
+        self._index = 0
+        self._size = (width, height)
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Captured:
+        self._index += 1
+        width, height = self._size
+        return Captured.now(jpeg=self._jpegs[self._index % 20], width=width, height=height)
+
+    def close(self) -> None:
+        pass
+
+
+def run_case(
+    bootstrap: str, width: int, height: int, mode: str, seconds: float
+) -> dict[str, float]:
+    config = VspdConfig.model_validate(
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "frames_topic": f"bench-{mode}-{width}"},
+            "cameras": [
+                {
+                    "id": "bench",
+                    "source": "synthetic:",
+                    "fps": 120,
+                    "width": width,
+                    "height": height,
+                    "jpeg_quality": 80,
+                }
+            ],
+            "metrics": {"enabled": False},
+        }
+    )
+    from prometheus_client import CollectorRegistry
+
+    daemon = CaptureDaemon(config, config.cameras[0], CollectorRegistry())
+    # Ask for far more than any case can send (the config caps fps at 120).
+    daemon.reader.camera = daemon.reader.camera.model_copy(update={"fps": 100_000.0})
+    if mode == "pass-through":
+        daemon.reader.source = JpegSource(width, height)
+    daemon.start()
+    # Warm up (topic creation, connections), then measure.
+    warm_until = time.monotonic() + 2
+    while time.monotonic() < warm_until:
+        daemon.step()
+    sent0, cpu0, t0 = daemon.sender.sent, cpu_seconds(), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        daemon.step()
+    elapsed = time.monotonic() - t0
+    sent, cpu = daemon.sender.sent - sent0, cpu_seconds() - cpu0
+    daemon.drain()
+    return {
+        "fps": sent / elapsed,
+        "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--case", nargs=4, metavar=("BOOTSTRAP", "WIDTH", "HEIGHT", "MODE"))
+    args = parser.parse_args()
+    if args.case:
+        bootstrap, width, height, mode = args.case
+        print(json.dumps(run_case(bootstrap, int(width), int(height), mode, args.seconds)))
+        return 0
+    rows = []
+    with tansu() as broker:
+        for mode in ("synthetic", "pass-through"):
+            for width, height in RESOLUTIONS:
+                child = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.capture_bench",
+                        "--seconds",
+                        str(args.seconds),
+                        "--case",
+                        broker.bootstrap,
+                        str(width),
+                        str(height),
+                        mode,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                figures = json.loads(child.stdout.strip().splitlines()[-1])
+                rows.append(
+                    [
+                        mode,
+                        f"{width}x{height}",
+                        f"{figures['cpu_ms_per_frame']:.2f}",
+                        f"{figures['fps']:.1f}",
+                        f"{figures['peak_rss_mib']:.0f}",
+                    ]
+                )
+    print(f"capture, JPEG quality 80, {args.seconds:.0f} s per case, one camera per process")
+    print_table(["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Frames as capture would write them, for feeding the broker directly."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+
+import cv2
+import numpy as np
+
+from tests.support.kafka import Record
+from vspd import wire
+from vspd.v1 import frame_pb2
+
+_TINY_JPEG: bytes | None = None
+
+
+def tiny_jpeg() -> bytes:
+    global _TINY_JPEG  # noqa: PLW0603 - a cache of one constant
+    if _TINY_JPEG is None:
+        ok, data = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))
+        assert ok
+        _TINY_JPEG = data.tobytes()
+    return _TINY_JPEG
+
+
+def frames_for(
+    cameras: list[str], count: int, start: int = 0, session: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """`count` frames per camera, interleaved as several cameras would write them."""
+    session = session or str(uuid.uuid4())
+    messages = []
+    for seq in range(start, start + count):
+        for camera in cameras:
+            frame = frame_pb2.Frame(
+                camera_id=camera,
+                session_id=session,
+                seq=seq,
+                capture_time_unix_ns=time.time_ns(),
+                capture_monotonic_ns=time.monotonic_ns(),
+                width=64,
+                height=48,
+                encoding=frame_pb2.ENCODING_JPEG,
+                image=tiny_jpeg(),
+            )
+            messages.append((wire.frame_key(camera), frame.SerializeToString()))
+    return messages
+
+
+def results_by_camera(records: list[Record]) -> dict[str, list[int]]:
+    """Raw seq sequence per camera, in the order the results topic holds them."""
+    cameras: dict[str, list[int]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        result = wire.decode_result(record.value)
+        cameras[result.frame.camera_id].append(result.frame.seq)
+    return cameras
+
+
+def first_occurrences(seqs: list[int]) -> list[int]:
+    seen: set[int] = set()
+    ordered = []
+    for seq in seqs:
+        if seq not in seen:
+            seen.add(seq)
+            ordered.append(seq)
+    return ordered

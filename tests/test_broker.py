@@ -1,0 +1,329 @@
+"""The processing broker: order, nothing lost, scale-out, failures, poison input."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.frames import first_occurrences, frames_for, results_by_camera, tiny_jpeg
+from tests.support.kafka import Record, produce, read_topic
+from tests.support.processes import DaemonProcess
+from tests.support.tansu import free_port
+from vspd import wire
+from vspd.v1 import frame_pb2, result_pb2
+
+CAMERAS = [f"cam-{i}" for i in range(6)]
+
+
+def unique_results(records: list[Record]) -> int:
+    return len({wire.frame_id(wire.decode_result(r.value).frame) for r in records})
+
+
+class Pipeline:
+    """A processor and broker(s) around fresh topics, as separate processes."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        fresh_topics: Callable[..., dict[str, str]],
+        write_config: Callable[..., Path],
+        daemons: Callable[..., DaemonProcess],
+        partitions: int = 4,
+        broker: dict[str, Any] | None = None,
+        processor: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = fresh_topics(partitions=partitions)
+        self.processor_port = free_port()
+        self.daemons = daemons
+        broker_settings = {
+            "processor_addresses": [f"127.0.0.1:{self.processor_port}"],
+            "group_id": f"broker-{self.topics['frames_topic']}",
+            "max_in_flight": 32,
+            "max_in_flight_per_partition": 16,
+            "call_timeout_s": 5.0,
+            "retry_initial_s": 0.05,
+            "retry_max_s": 0.5,
+        }
+        broker_settings.update(broker or {})
+        processor_settings = {
+            "listen": f"127.0.0.1:{self.processor_port}",
+            "plugin": "tests.plugins.sample:jitter",
+            "workers": 16,
+            "grace_period_s": 2.0,
+        }
+        processor_settings.update(processor or {})
+        self.config = write_config(
+            topics=self.topics, broker=broker_settings, processor=processor_settings
+        )
+        self.processor: DaemonProcess | None = None
+
+    def start_processor(self) -> DaemonProcess:
+        self.processor = self.daemons("--config", str(self.config), "processor", name="processor")
+        self.processor.wait_for_log('"event": "serving"')
+        return self.processor
+
+    def start_broker(self, name: str = "broker") -> DaemonProcess:
+        broker = self.daemons("--config", str(self.config), "broker", name=name)
+        broker.wait_for_log('"event": "serving"')
+        return broker
+
+    def feed(self, messages: list[tuple[bytes | None, bytes]]) -> None:
+        produce(self.bootstrap, self.topics["frames_topic"], messages)
+
+    def results(
+        self, until: Callable[[list[Record]], bool], timeout_s: float = 120
+    ) -> list[Record]:
+        return read_topic(self.bootstrap, self.topics["results_topic"], until, timeout_s)
+
+    def dead_letters(self, count: int) -> list[result_pb2.DeadLetter]:
+        records = read_topic(
+            self.bootstrap, self.topics["dead_letter_topic"], lambda r: len(r) >= count
+        )
+        letters = []
+        for record in records:
+            letter = result_pb2.DeadLetter()
+            letter.ParseFromString(record.value)
+            letters.append(letter)
+        return letters
+
+
+@pytest.fixture
+def pipeline(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> Callable[..., Pipeline]:
+    def make(**settings: Any) -> Pipeline:
+        return Pipeline(bootstrap, fresh_topics, write_config, daemons, **settings)
+
+    return make
+
+
+def all_results(count: int) -> Callable[[list[Record]], bool]:
+    return lambda records: unique_results(records) >= count
+
+
+def assert_in_order_and_complete(
+    records: list[Record], cameras: list[str], count: int
+) -> dict[str, list[int]]:
+    by_camera = results_by_camera(records)
+    assert set(by_camera) == set(cameras)
+    for camera, seqs in by_camera.items():
+        assert first_occurrences(seqs) == list(range(count)), f"{camera}: {seqs}"
+    return by_camera
+
+
+def test_strict_order_per_camera_under_random_latency(pipeline: Callable[..., Pipeline]) -> None:
+    line = pipeline(broker={"max_in_flight": 32, "max_in_flight_per_partition": 16})
+    line.start_processor()
+    broker = line.start_broker()
+    line.feed(frames_for(CAMERAS, 60))
+    records = line.results(all_results(360))
+    by_camera = assert_in_order_and_complete(records, CAMERAS, 60)
+    assert all(len(seqs) == 60 for seqs in by_camera.values())  # no duplicates without a crash
+    results = [wire.decode_result(r.value) for r in records]
+    assert all(r.status == result_pb2.STATUS_OK for r in results)
+    assert all(
+        r.attributes["seq"] == str(r.frame.seq) for r in results
+    )  # each result is its frame's
+    assert all(r.frame.image == tiny_jpeg() for r in results)
+    assert all(r.processor_name == "tests.plugins.sample:jitter" for r in results)
+    # Calls really ran concurrently (the status line reports the high-water mark indirectly).
+    assert broker.stop() == 0
+    assert '"event": "stopped"' in broker.log()
+
+
+def test_results_can_leave_the_image_out(pipeline: Callable[..., Pipeline]) -> None:
+    line = pipeline(partitions=1, broker={"include_image": False})
+    line.start_processor()
+    line.start_broker()
+    line.feed(frames_for(["solo"], 5))
+    records = line.results(all_results(5))
+    results = [wire.decode_result(r.value) for r in records]
+    assert all(not r.frame.image and r.frame.width == 64 for r in results)
+
+
+def test_kill9_mid_stream_loses_nothing_and_duplicates_stay_within_the_window(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    window = 16
+    line = pipeline(broker={"max_in_flight": window, "max_in_flight_per_partition": 8})
+    line.start_processor()
+    broker = line.start_broker("broker-a")
+    line.feed(frames_for(CAMERAS, 80))
+    line.results(lambda records: unique_results(records) >= 150)
+    broker.kill9()
+    restarted = line.start_broker("broker-b")
+    records = line.results(all_results(480))
+    assert restarted.stop() == 0
+    by_camera = assert_in_order_and_complete(records, CAMERAS, 80)
+    duplicates = sum(len(seqs) - len(set(seqs)) for seqs in by_camera.values())
+    assert duplicates <= window, f"{duplicates} duplicates with a window of {window}"
+
+
+def test_two_brokers_share_partitions_and_survive_losing_one(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    line = pipeline(partitions=4, broker={"max_in_flight": 16, "max_in_flight_per_partition": 8})
+    line.start_processor()
+    first = line.start_broker("broker-1")
+    second = line.start_broker("broker-2")
+    first.wait_for_log("partitions assigned")
+    second.wait_for_log("partitions assigned")
+    line.feed(frames_for(CAMERAS, 40))
+    line.results(all_results(240))
+    assert '"event": "partitions assigned"' in first.log()
+    assert '"event": "partitions assigned"' in second.log()
+    owned = [_assigned(first.log()), _assigned(second.log())]
+    assert owned[0] and owned[1], owned
+    assert not owned[0] & owned[1]
+
+    first.kill9()
+    line.feed(frames_for(CAMERAS, 40, start=40, session=None))
+    records = line.results(all_results(480))
+    by_camera = results_by_camera(records)
+    for camera, seqs in by_camera.items():
+        ordered = first_occurrences(seqs)
+        assert sorted(ordered) == list(range(80)), camera
+        assert ordered[:40] == list(range(40)), camera
+    assert second.stop() == 0
+
+
+def _assigned(log: str) -> set[int]:
+    import json
+
+    owned: set[int] = set()
+    for line in log.splitlines():
+        if '"partitions assigned"' in line:
+            owned |= set(json.loads(line)["partitions"])
+        if '"partitions revoked"' in line:
+            owned -= set(json.loads(line)["partitions"])
+    return owned
+
+
+def test_poison_and_invalid_frames_go_to_the_dead_letter_topic(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    line = pipeline(partitions=1)
+    line.start_processor()
+    line.start_broker()
+    undecodable = frame_pb2.Frame(
+        camera_id="cam-x",
+        session_id="s",
+        seq=1,
+        width=64,
+        height=48,
+        encoding=frame_pb2.ENCODING_JPEG,
+        image=b"not a jpeg",
+    )
+    messages = [
+        *frames_for(["cam-x"], 1),
+        (b"cam-x", b"\x00\x01garbage that is no Frame"),
+        (b"cam-x", undecodable.SerializeToString()),
+        (None, b""),
+    ]
+    line.feed(messages)
+    letters = {letter.source_offset: letter for letter in line.dead_letters(3)}
+    assert set(letters) == {1, 2, 3}
+    garbage, invalid, empty = letters[1], letters[2], letters[3]
+    assert garbage.stage == "broker.decode"
+    assert garbage.reason.startswith("not a vspd.v1.Frame") or "Frame has no" in garbage.reason
+    assert (garbage.source_topic, garbage.source_partition) == (line.topics["frames_topic"], 0)
+    assert (garbage.original_key, garbage.original_value) == (
+        b"cam-x",
+        b"\x00\x01garbage that is no Frame",
+    )
+    assert (empty.stage, empty.reason, empty.original_key) == (
+        "broker.decode",
+        "empty message",
+        b"",
+    )
+    assert invalid.stage == "broker.processor"
+    assert invalid.reason.startswith("INVALID_ARGUMENT: image does not decode")
+    assert invalid.original_value == undecodable.SerializeToString()
+    # The invalid frame still has its place in the results, as `failed`.
+    records = line.results(lambda r: len(r) >= 2)
+    results = [wire.decode_result(r.value) for r in records]
+    assert [(r.frame.seq, r.status) for r in results] == [
+        (0, result_pb2.STATUS_OK),
+        (1, result_pb2.STATUS_FAILED),
+    ]
+    assert results[1].status_reason.startswith("INVALID_ARGUMENT")
+
+
+def test_processor_down_for_a_while_loses_nothing(pipeline: Callable[..., Pipeline]) -> None:
+    line = pipeline(partitions=2)
+    processor = line.start_processor()
+    broker = line.start_broker()
+    line.feed(frames_for(CAMERAS[:3], 20))
+    line.results(all_results(60))
+    assert processor.stop() == 0
+    line.feed(frames_for(CAMERAS[:3], 20, start=20))
+    broker.wait_for_log("processor unavailable; frames wait and are retried")
+    line.start_processor()
+    broker.wait_for_log('"event": "processor available"')
+    records = line.results(all_results(120))
+    assert_in_order_and_complete(records, CAMERAS[:3], 40)
+    results = [wire.decode_result(r.value) for r in records]
+    assert all(r.status == result_pb2.STATUS_OK for r in results)
+    assert broker.stop() == 0
+
+
+def test_stale_frames_become_skipped_results(pipeline: Callable[..., Pipeline]) -> None:
+    line = pipeline(partitions=1, broker={"max_frame_age_s": 60.0})
+    line.start_processor()
+    line.start_broker()
+    old = frames_for(["old"], 3)
+    stale = []
+    for key, value in old:
+        frame = wire.decode_frame(value)
+        frame.capture_time_unix_ns -= 3600 * 10**9
+        stale.append((key, frame.SerializeToString()))
+    line.feed([*stale, *frames_for(["old"], 2, start=3)])
+    records = line.results(lambda r: len(r) >= 5)
+    statuses = [wire.decode_result(r.value).status for r in records]
+    assert statuses == [result_pb2.STATUS_SKIPPED] * 3 + [result_pb2.STATUS_OK] * 2
+
+
+def test_processor_with_only_the_original_detector_contract(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    line = pipeline(
+        partitions=1,
+        broker={"processor_api": "detector"},
+        processor={"api": "detector", "plugin": "tests.plugins.sample:behave"},
+    )
+    line.start_processor()
+    line.start_broker()
+    line.feed(frames_for(["legacy"], 4))
+    records = line.results(lambda r: len(r) >= 4)
+    results = [wire.decode_result(r.value) for r in records]
+    assert [r.frame.seq for r in results] == [0, 1, 2, 3]
+    box = results[0].detections[0].box
+    # behave() answers a box of half the width and a quarter of the height, in pixels.
+    assert (box.x_min, box.y_min, box.x_max, box.y_max) == pytest.approx((0, 0, 0.5, 0.25))
+    assert results[0].processor_name == "detector"
+
+
+def test_sigterm_drains_and_commits_so_a_restart_redoes_nothing(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    line = pipeline(partitions=2)
+    line.start_processor()
+    broker = line.start_broker()
+    line.feed(frames_for(CAMERAS[:2], 30))
+    line.results(all_results(60))
+    broker.signal(signal.SIGTERM)
+    assert broker.wait(60) == 0
+    line.feed(frames_for(CAMERAS[:2], 5, start=30))
+    again = line.start_broker("broker-again")
+    records = line.results(all_results(70))
+    by_camera = assert_in_order_and_complete(records, CAMERAS[:2], 35)
+    assert all(len(seqs) == 35 for seqs in by_camera.values())  # nothing processed twice
+    assert again.stop() == 0

@@ -1,0 +1,1 @@
+"""The processing broker: frames -> gRPC processor -> results in capture order per camera."""

@@ -1,0 +1,53 @@
+"""What the broker counts; the same numbers feed STATUS= and /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class BrokerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.in_flight = Gauge(
+            "vspd_broker_calls_in_flight", "gRPC calls in flight", registry=registry
+        )
+        self.window = Gauge(
+            "vspd_broker_uncommitted_frames",
+            "Frames consumed but not yet committed",
+            registry=registry,
+        )
+        self.processor_seconds = Histogram(
+            "vspd_broker_processor_seconds",
+            "Processor call latency",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.results = Counter(
+            "vspd_broker_results", "Results written, by status", ["status"], registry=registry
+        )
+        self.retries = Counter(
+            "vspd_broker_retries",
+            "Processor calls retried, by gRPC code",
+            ["code"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "vspd_broker_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ["stage"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "vspd_broker_consumer_lag",
+            "Frames behind the end of the partition",
+            ["partition"],
+            registry=registry,
+        )
+        self.processor_up = Gauge(
+            "vspd_broker_processor_up",
+            "1 when the last processor call got an answer",
+            registry=registry,
+        )
+        for status in ("ok", "failed", "skipped"):
+            self.results.labels(status)
+        for stage in ("broker.decode", "broker.processor"):
+            self.dead_letters.labels(stage)
