@@ -181,7 +181,8 @@ def test_two_brokers_share_partitions_and_survive_losing_one(
     assert '"event": "partitions assigned"' in first.log()
     assert '"event": "partitions assigned"' in second.log()
     owned = [_assigned(first.log()), _assigned(second.log())]
-    assert owned[0] and owned[1], owned
+    assert owned[0], owned
+    assert owned[1], owned
     assert not owned[0] & owned[1]
 
     first.kill9()

@@ -56,7 +56,7 @@ def jitter(frame: FrameView) -> Output:
     import random
     import time
 
-    time.sleep(random.uniform(0, 0.025))  # noqa: S311
+    time.sleep(random.uniform(0, 0.025))
     return Output(
         detections=[Detection("thing", 0.5, (0.25, 0.25, 0.5, 0.75))],
         attributes={"seq": str(frame.seq)},

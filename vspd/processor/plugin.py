@@ -127,7 +127,7 @@ class FrameView:
         return decode_image(self.data, self.encoding, self.width, self.height)
 
 
-_SIGNATURES = {
+_SIGNATURES: dict[int, bytes] = {
     frame_pb2.ENCODING_JPEG: b"\xff\xd8\xff",
     frame_pb2.ENCODING_PNG: b"\x89PNG\r\n\x1a\n",
 }
