@@ -1,0 +1,33 @@
+"""Reading another process's CPU time and memory from /proc."""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.request
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def scrape(port: int, name: str) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    total = 0.0
+    for match in re.finditer(
+        rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", body, re.MULTILINE
+    ):
+        total += float(match.group(1))
+    return total
