@@ -152,8 +152,12 @@ def test_results_can_leave_the_image_out(pipeline: Callable[..., Pipeline]) -> N
 def test_kill9_mid_stream_loses_nothing_and_duplicates_stay_within_the_window(
     pipeline: Callable[..., Pipeline],
 ) -> None:
-    window = 16
-    line = pipeline(broker={"max_in_flight": window, "max_in_flight_per_partition": 8})
+    partitions, per_partition = 4, 8
+    window = partitions * per_partition  # uncommitted frames at most, all partitions together
+    line = pipeline(
+        partitions=partitions,
+        broker={"max_in_flight": 16, "max_in_flight_per_partition": per_partition},
+    )
     line.start_processor()
     broker = line.start_broker("broker-a")
     line.feed(frames_for(CAMERAS, 80))

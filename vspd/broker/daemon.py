@@ -9,8 +9,10 @@ A partition whose window is full is paused; it resumes as the window drains.
 from __future__ import annotations
 
 import argparse
+import collections
 import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,8 +59,10 @@ class BrokerDaemon:
         self.settings = config.broker
         self.metrics = BrokerMetrics(registry)
         self.windows: dict[PartitionKey, PartitionWindow] = {}
+        self.backlogs: dict[PartitionKey, collections.deque[Message]] = {}
         self.paused: set[PartitionKey] = set()
         self.completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self.completions_ready = threading.Event()
         self.calls_in_flight = 0
         self.counts = {"ok": 0, "failed": 0, "skipped": 0, "dead_letters": 0, "retries": 0}
         self.processor_state = "unknown"
@@ -107,17 +111,33 @@ class BrokerDaemon:
     def step(self) -> None:
         if self.fatal is not None:
             raise self.fatal
-        busy = self.calls_in_flight or any(len(w) for w in self.windows.values())
-        messages = self.consumer.consume(BATCH, BUSY_POLL_S if busy else IDLE_POLL_S)
+        messages = self.consumer.consume(BATCH, 0)
+        if not messages and self.completions.empty():
+            messages = self._wait_for_work()
         for message in messages:
-            self._admit(message)
+            self._receive(message)
         self._take_completions()
+        self._fill_windows()
         self._issue_calls()
         self._produce_heads()
         self.producer.poll(0)
         self._commit()
         self._pause_or_resume()
         self._observe()
+
+    def _wait_for_work(self) -> list[Message]:
+        """Sleep until a call completes or messages arrive, whichever comes first."""
+        if self.calls_in_flight:
+            try:
+                # A completion wakes us at once; gRPC threads put them here.
+                self.completions_ready.wait(BUSY_POLL_S)
+            finally:
+                self.completions_ready.clear()
+            messages: list[Message] = self.consumer.consume(BATCH, 0)
+            return messages
+        busy = any(len(w) for w in self.windows.values()) or any(self.backlogs.values())
+        waited: list[Message] = self.consumer.consume(BATCH, BUSY_POLL_S if busy else IDLE_POLL_S)
+        return waited
 
     def drain(self) -> None:
         """Finish what is in flight (bounded), write it in order, commit, leave the group."""
@@ -135,20 +155,24 @@ class BrokerDaemon:
         self.client.close()
 
     # -- consuming -----------------------------------------------------------
-    def _admit(self, message: Message) -> None:
+    def _receive(self, message: Message) -> None:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error", error=error.str())
             return
         key = (message.topic(), message.partition())
-        window = self.windows.get(key)
-        if window is None or key in self.paused:
-            return  # revoked meanwhile, or paused: it is fetched again on resume
-        if self._window_full(window):
-            # Not admitted: the window bounds what a crash can make us redo.
-            self._pause({key}, {key: message.offset()})
-            return
+        if key in self.windows:
+            self.backlogs[key].append(message)
+
+    def _fill_windows(self) -> None:
+        """Move received messages into windows while they have room, in offset order."""
+        for key, window in self.windows.items():
+            backlog = self.backlogs[key]
+            while backlog and not self._window_full(window):
+                self._admit(window, backlog.popleft())
+
+    def _admit(self, window: PartitionWindow, message: Message) -> None:
         slot = window.admit(message.offset(), message.key(), message.value() or b"")
         try:
             frame = wire.decode_frame(message.value())
@@ -186,6 +210,7 @@ class BrokerDaemon:
     def _completion_for(self, window: PartitionWindow, slot: Slot) -> Callable[[CallOutcome], None]:
         def done(outcome: CallOutcome) -> None:
             self.completions.put(Completion(window, slot, outcome))  # from a gRPC thread
+            self.completions_ready.set()
 
         return done
 
@@ -369,54 +394,36 @@ class BrokerDaemon:
 
     # -- flow control --------------------------------------------------------
     def _window_full(self, window: PartitionWindow) -> bool:
-        total = sum(len(w) for w in self.windows.values())
-        return (
-            total >= self.settings.max_in_flight
-            or len(window) >= self.settings.max_in_flight_per_partition
-        )
+        # The window bounds uncommitted frames per partition; calls are bounded
+        # separately (max_in_flight), so finished frames awaiting their commit
+        # do not hold back calls for others.
+        return len(window) >= self.settings.max_in_flight_per_partition
 
     def _pause_or_resume(self) -> None:
-        to_pause, to_resume = set(), set()
-        for key, window in self.windows.items():
-            full = self._window_full(window)
-            if full and key not in self.paused:
-                to_pause.add(key)
-            elif not full and key in self.paused:
-                to_resume.add(key)
+        # Received-but-not-admitted messages wait in a backlog (never processed,
+        # so never duplicated by a crash). A full backlog pauses the partition;
+        # it resumes once half drained, so that refetching overlaps processing.
+        limit = self.settings.max_in_flight_per_partition
+        to_pause = {k for k, b in self.backlogs.items() if len(b) >= limit and k not in self.paused}
+        to_resume = {k for k in self.paused if len(self.backlogs.get(k, ())) <= limit // 2}
         self._pause(to_pause)
         if to_resume:
             self.consumer.resume([TopicPartition(*key) for key in to_resume])
             self.paused -= to_resume
 
-    def _pause(
-        self, keys: set[PartitionKey], next_offsets: dict[PartitionKey, int] | None = None
-    ) -> None:
-        keys = keys - self.paused
-        if not keys:
-            return
-        partitions = []
-        for key in keys:
-            window = self.windows[key]
-            # Continue exactly after the last admitted message when resumed.
-            next_offset = (next_offsets or {}).get(key)
-            if next_offset is None and window.slots:
-                next_offset = window.slots[-1].offset + 1
-            partitions.append((TopicPartition(*key), next_offset))
-        self.consumer.pause([tp for tp, _ in partitions])
-        for tp, next_offset in partitions:
-            if next_offset is not None:
-                try:
-                    self.consumer.seek(TopicPartition(tp.topic, tp.partition, next_offset))
-                except KafkaException as exc:
-                    log.debug("seek on pause failed", partition=tp.partition, error=str(exc))
-        self.paused |= keys
+    def _pause(self, keys: set[PartitionKey]) -> None:
+        # librdkafka continues after the last message it handed us on resume.
+        keys = (keys & set(self.windows)) - self.paused
+        if keys:
+            self.consumer.pause([TopicPartition(*key) for key in keys])
+            self.paused |= keys
 
     # -- rebalancing ---------------------------------------------------------
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self.windows.setdefault(
-                (tp.topic, tp.partition), PartitionWindow(tp.topic, tp.partition)
-            )
+            key = (tp.topic, tp.partition)
+            self.windows.setdefault(key, PartitionWindow(tp.topic, tp.partition))
+            self.backlogs.setdefault(key, collections.deque())
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -440,6 +447,7 @@ class BrokerDaemon:
                 log.warning("commit on revocation failed", error=str(exc))
         for key in keys:
             del self.windows[key]
+            self.backlogs.pop(key, None)
         self.paused -= keys
         log.info("partitions revoked", partitions=sorted(k[1] for k in keys), abandoned=abandoned)
 
@@ -447,6 +455,7 @@ class BrokerDaemon:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         for key in keys:
             self.windows.pop(key, None)
+            self.backlogs.pop(key, None)
         self.paused -= keys
         log.warning("partitions lost", partitions=sorted(k[1] for k in keys))
 

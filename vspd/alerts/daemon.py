@@ -1,0 +1,336 @@
+"""`vspd alerts`: results -> rules -> events -> sinks, exactly once; reports every period.
+
+Per batch of results, one SQLite transaction records everything they change
+(including each (camera, session)'s last seq, which makes replays harmless);
+the Kafka offsets are committed only after it. Delivery runs on one thread per
+sink, from the store, so a dead sink delays only itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from vspd import wire
+from vspd.alerts import reports, snapshots, store
+from vspd.alerts.delivery import DeliveryWorker
+from vspd.alerts.metrics import AlertsMetrics
+from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
+from vspd.alerts.sinks import build_sink
+from vspd.config import VspdConfig
+from vspd.runtime.kafka import consumer_settings
+from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.service import serve
+from vspd.v1 import result_pb2
+
+log = structlog.get_logger(__name__)
+
+BATCH = 200
+POLL_S = 0.2
+REPORT_INTERVAL_S = 60.0
+MINUTE_NS = 60 * 1_000_000_000
+
+
+class AlertsDaemon:
+    name = "alerts"
+
+    def __init__(self, config: VspdConfig, registry: CollectorRegistry) -> None:
+        self.config = config
+        self.settings = config.alerts
+        self.metrics = AlertsMetrics(registry)
+        self.state_dir = Path(self.settings.state_dir)
+        self.reports_dir = Path(self.settings.reports_dir)
+        self.database = self.state_dir / "alerts.sqlite"
+        self.connection: sqlite3.Connection | None = None
+        self.rules: list[Rule] = build_rules(self.settings.rules)
+        self.rule_states: dict[tuple[str, str], RuleState] = {}
+        self.workers: list[DeliveryWorker] = []
+        self.counts = {"results": 0, "duplicates": 0, "events": 0, "bad": 0}
+        self._next_report = 0.0
+        self.consumer = Consumer(
+            consumer_settings(
+                config.kafka,
+                "vspd-alerts",
+                self.settings.group_id,
+                error_cb=self._on_kafka_error,
+            )
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        self.connection = store.connect(self.database)
+        for row in self.connection.execute(
+            "SELECT rule, camera, matches, last_alert_ns FROM rule_state"
+        ):
+            self.rule_states[(row[0], row[1])] = RuleState(
+                matches=[int(t) for t in json.loads(row[2])], last_alert_ns=row[3]
+            )
+        for sink_config in self.settings.sinks:
+            worker = DeliveryWorker(
+                build_sink(sink_config, self.settings),
+                sink_config,
+                self.settings,
+                self.database,
+                self.metrics.delivered,
+                self.metrics.failed,
+                self.metrics.pending,
+            )
+            worker.start()
+            self.workers.append(worker)
+        self.consumer.subscribe([self.config.kafka.results_topic], on_revoke=self._on_revoke)
+        log.info(
+            "consuming",
+            topic=self.config.kafka.results_topic,
+            store=str(self.database),
+            rules=[rule.config.name for rule in self.rules],
+            sinks=[worker.sink.name for worker in self.workers],
+        )
+
+    def step(self) -> None:
+        messages = [m for m in self.consumer.consume(BATCH, POLL_S) if self._usable(m)]
+        if messages:
+            created = self._record(messages)
+            self._commit_offsets(messages)
+            if created:
+                for worker in self.workers:
+                    worker.wake.set()
+        if time.monotonic() >= self._next_report:
+            self._next_report = time.monotonic() + REPORT_INTERVAL_S
+            self._write_reports()
+
+    def drain(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self._write_reports()
+        self.consumer.close()
+        if self.connection is not None:
+            self.connection.close()
+
+    # -- consuming -----------------------------------------------------------
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", error=error.str())
+            return False
+        return True
+
+    def _record(self, messages: list[Message]) -> int:
+        """Everything this batch changes, in one transaction; returns events created."""
+        assert self.connection is not None  # noqa: S101 - start() opened it
+        created = 0
+        with store.transaction(self.connection) as connection:
+            for message in messages:
+                try:
+                    result = wire.decode_result(message.value())
+                except wire.BadMessageError as exc:
+                    self.counts["bad"] += 1
+                    self.metrics.bad.inc()
+                    log.warning(
+                        "not a result",
+                        partition=message.partition(),
+                        offset=message.offset(),
+                        reason=str(exc),
+                    )
+                    continue
+                created += self._record_result(connection, result)
+            self._save_rule_states(connection)
+        return created
+
+    def _record_result(self, connection: sqlite3.Connection, result: result_pb2.Result) -> int:
+        frame = result.frame
+        row = connection.execute(
+            "SELECT last_seq FROM seen WHERE camera = ? AND session = ?",
+            (frame.camera_id, frame.session_id),
+        ).fetchone()
+        if row is not None and frame.seq <= row[0]:
+            self.counts["duplicates"] += 1
+            self.metrics.duplicates.inc()
+            return 0  # replayed after a crash somewhere upstream: already counted
+        gaps = frame.seq - row[0] - 1 if row is not None else 0
+        connection.execute(
+            "INSERT INTO seen (camera, session, last_seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (camera, session) DO UPDATE SET last_seq = excluded.last_seq",
+            (frame.camera_id, frame.session_id, frame.seq),
+        )
+        self.counts["results"] += 1
+        self.metrics.results.inc()
+        self._aggregate(connection, result, gaps)
+        created = 0
+        for rule in self.rules:
+            if not rule.applies_to(frame.camera_id):
+                continue
+            state = self.rule_states.setdefault((rule.config.name, frame.camera_id), RuleState())
+            key = f"{rule.config.name}/{frame.camera_id}/{frame.session_id}/{frame.seq}"
+            url = ""
+            if self.settings.snapshot_base_url:
+                url = (
+                    self.settings.snapshot_base_url.rstrip("/")
+                    + "/"
+                    + snapshots.relative_path(frame.camera_id, key)
+                )
+            trigger = rule.evaluate(result, state, url)
+            if trigger is not None:
+                created += self._raise_event(connection, result, trigger, key)
+        return created
+
+    def _aggregate(
+        self, connection: sqlite3.Connection, result: result_pb2.Result, gaps: int
+    ) -> None:
+        frame = result.frame
+        minute = frame.capture_time_unix_ns // MINUTE_NS
+        latency_ms = max(0.0, (result.result_time_unix_ns - frame.capture_time_unix_ns) / 1e6)
+        status = result.status
+        connection.execute(
+            """INSERT INTO frame_stats (camera, minute, results, ok, failed, skipped, gaps, latency_sum_ms, latency_max_ms)
+               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (camera, minute) DO UPDATE SET
+                 results = results + 1, ok = ok + excluded.ok, failed = failed + excluded.failed,
+                 skipped = skipped + excluded.skipped, gaps = gaps + excluded.gaps,
+                 latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,
+                 latency_max_ms = MAX(latency_max_ms, excluded.latency_max_ms)""",
+            (
+                frame.camera_id,
+                minute,
+                int(status == result_pb2.STATUS_OK),
+                int(status == result_pb2.STATUS_FAILED),
+                int(status == result_pb2.STATUS_SKIPPED),
+                gaps,
+                latency_ms,
+                latency_ms,
+            ),
+        )
+        per_label: dict[str, tuple[int, float]] = {}
+        for detection in result.detections:
+            count, best = per_label.get(detection.label, (0, 0.0))
+            per_label[detection.label] = (count + 1, max(best, detection.confidence))
+        connection.executemany(
+            """INSERT INTO detection_stats (camera, minute, label, detections, frames, max_confidence)
+               VALUES (?, ?, ?, ?, 1, ?)
+               ON CONFLICT (camera, minute, label) DO UPDATE SET
+                 detections = detections + excluded.detections, frames = frames + 1,
+                 max_confidence = MAX(max_confidence, excluded.max_confidence)""",
+            [(frame.camera_id, minute, label, n, best) for label, (n, best) in per_label.items()],
+        )
+
+    def _raise_event(
+        self, connection: sqlite3.Connection, result: result_pb2.Result, trigger: Trigger, key: str
+    ) -> int:
+        frame = result.frame
+        snapshot = None
+        jpeg = snapshots.draw(result, highlight={d["label"] for d in trigger.detections})
+        if jpeg is not None:
+            snapshot = snapshots.save(self.state_dir, frame.camera_id, key, jpeg)
+        cursor = connection.execute(
+            """INSERT OR IGNORE INTO events
+               (rule, camera, session, seq, time_ns, label, confidence, count, severity, message, snapshot, detections)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                trigger.rule.name,
+                frame.camera_id,
+                frame.session_id,
+                frame.seq,
+                frame.capture_time_unix_ns,
+                trigger.label,
+                trigger.confidence,
+                trigger.count,
+                trigger.rule.severity,
+                trigger.message,
+                snapshot,
+                json.dumps(trigger.detections),
+            ),
+        )
+        if cursor.rowcount == 0:
+            return 0  # this event exists already: no second one, no second delivery
+        event_id = cursor.lastrowid
+        sinks = trigger.rule.sinks or [worker.sink.name for worker in self.workers]
+        connection.executemany(
+            "INSERT INTO deliveries (event_id, sink) VALUES (?, ?)",
+            [(event_id, sink) for sink in sinks],
+        )
+        for sink in sinks:
+            given_up = store.give_up_beyond(connection, sink, self.settings.max_pending_per_sink)
+            if given_up:
+                log.error(
+                    "too many pending deliveries; oldest given up", sink=sink, given_up=given_up
+                )
+        self.counts["events"] += 1
+        self.metrics.events.labels(trigger.rule.name).inc()
+        log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
+        return 1
+
+    def _save_rule_states(self, connection: sqlite3.Connection) -> None:
+        dirty = [(key, state) for key, state in self.rule_states.items() if state.dirty]
+        connection.executemany(
+            "INSERT INTO rule_state (rule, camera, matches, last_alert_ns) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (rule, camera) DO UPDATE SET matches = excluded.matches, last_alert_ns = excluded.last_alert_ns",
+            [
+                (rule, camera, json.dumps(state.matches), state.last_alert_ns)
+                for (rule, camera), state in dirty
+            ],
+        )
+        for _key, state in dirty:
+            state.dirty = False
+
+    def _commit_offsets(self, messages: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            last[(message.topic(), message.partition())] = message.offset() + 1
+        offsets = [
+            TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()
+        ]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            # Harmless: a replay is recognised by the store.
+            log.warning("commit failed", error=str(exc))
+
+    def _on_revoke(self, consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        pass  # every consumed batch is committed right after its transaction
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        log.warning("kafka", error=error.str(), code=error.name())
+
+    # -- reports ---------------------------------------------------------------
+    def _write_reports(self) -> None:
+        if self.connection is None:
+            return
+        now = datetime.now().astimezone()
+        for name in self.settings.report_periods:
+            current = reports.period_containing(name, now)
+            previous = reports.period_containing(name, now - reports.PERIODS[name])
+            for period in (previous, current):
+                try:
+                    reports.write_period(self.connection, period, self.reports_dir, self.state_dir)
+                except OSError as exc:
+                    log.error(  # noqa: TRY400 - the reason is enough
+                        "cannot write reports", directory=str(self.reports_dir), error=str(exc)
+                    )
+                    return
+
+    # -- status ----------------------------------------------------------------
+    def status(self) -> str:
+        counts = self.counts
+        text = f"{counts['results']} results ({counts['duplicates']} replayed, skipped), {counts['events']} alerts"
+        pending = store.pending_counts(self.connection) if self.connection is not None else {}
+        if pending:
+            text += "; pending " + ", ".join(f"{sink} {n}" for sink, n in sorted(pending.items()))
+        failing = [w for w in self.workers if w.failing_since is not None]
+        if failing:
+            text += "; failing " + ", ".join(f"{w.sink.name} ({w.last_error})" for w in failing)
+        return text
+
+
+def main(config: VspdConfig, _args: argparse.Namespace) -> int:
+    registry = CollectorRegistry()
+    stop = StopFlag().install()
+    daemon = AlertsDaemon(config, registry)
+    return serve(daemon, stop, config, registry, config.metrics.alerts_port)

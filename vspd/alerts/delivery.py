@@ -1,0 +1,136 @@
+"""Delivering events: one worker thread per sink, so that a failing sink blocks no other.
+
+A worker takes its sink's due deliveries from the store, oldest first, and
+records each outcome: delivered, retried later with capped backoff, or given
+up (permanent failure, `max_attempts` reached, or too many pending).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from vspd.alerts import store
+from vspd.alerts.errors import DeliveryError
+from vspd.alerts.sinks import Sink
+from vspd.config.model import AlertsConfig, SinkConfig
+
+log = structlog.get_logger(__name__)
+
+_IDLE_WAIT_S = 5.0
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sink: Sink,
+        config: SinkConfig,
+        alerts: AlertsConfig,
+        database: Path,
+        delivered: Counter,
+        failed: Counter,
+        pending: Gauge,
+    ) -> None:
+        self.sink = sink
+        self.config = config
+        self.alerts = alerts
+        self.database = database
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.delivered = 0
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self._delivered_metric = delivered.labels(sink.name)
+        self._failed_metric = failed
+        self._pending_metric = pending.labels(sink.name)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=f"sink-{self.sink.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.sink.close()
+
+    def _run(self) -> None:
+        connection = store.connect(self.database)
+        try:
+            while not self.stopping.is_set():
+                worked = self._deliver_due(connection)
+                if worked:
+                    continue
+                due = store.next_due_ns(connection, self.sink.name)
+                wait = _IDLE_WAIT_S if due is None else max(0.0, (due - store.now_ns()) / 1e9)
+                self.wake.wait(min(wait, _IDLE_WAIT_S))
+                self.wake.clear()
+        finally:
+            connection.close()
+
+    def _deliver_due(self, connection: sqlite3.Connection) -> bool:
+        claimed = store.claim_due(connection, self.sink.name)
+        for event, attempts in claimed:
+            if self.stopping.is_set():
+                return False
+            snapshot = self._snapshot(event.snapshot)
+            try:
+                self.sink.deliver(event, snapshot)
+            except DeliveryError as exc:
+                self._failed(connection, event.id, attempts + 1, exc)
+            except Exception as exc:
+                log.exception("sink raised", sink=self.sink.name, event_id=event.key)
+                self._failed(connection, event.id, attempts + 1, DeliveryError(repr(exc)))
+            else:
+                store.mark_delivered(connection, event.id, self.sink.name)
+                self.delivered += 1
+                self._delivered_metric.inc()
+                if self.failing_since is not None:
+                    log.info("sink recovered", sink=self.sink.name)
+                self.failing_since = None
+                self.last_error = ""
+        self._pending_metric.set(store.pending_counts(connection).get(self.sink.name, 0))
+        return bool(claimed)
+
+    def _failed(
+        self, connection: sqlite3.Connection, event_id: int, attempts: int, error: DeliveryError
+    ) -> None:
+        limit = self.config.max_attempts
+        final = not error.retriable or (limit and attempts >= limit)
+        retry_at = None
+        if not final:
+            delay = min(self.alerts.retry_initial_s * 2 ** (attempts - 1), self.alerts.retry_max_s)
+            retry_at = store.now_ns() + int(delay * random.uniform(0.8, 1.2) * 1e9)  # noqa: S311 - jitter
+        store.mark_failed(connection, event_id, self.sink.name, str(error), retry_at)
+        self._failed_metric.labels(self.sink.name, "given_up" if final else "retry").inc()
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = str(error)
+        log.warning(
+            "delivery failed",
+            sink=self.sink.name,
+            event_id=event_id,
+            attempts=attempts,
+            error=str(error),
+            given_up=bool(final),
+        )
+
+    def _snapshot(self, relative: str | None) -> bytes | None:
+        if not relative:
+            return None
+        try:
+            return (Path(self.alerts.state_dir) / relative).read_bytes()
+        except OSError:
+            return None

@@ -1,0 +1,33 @@
+"""What the alerts daemon counts."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class AlertsMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.results = Counter("vspd_alerts_results", "Results consumed", registry=registry)
+        self.duplicates = Counter(
+            "vspd_alerts_duplicate_results",
+            "Replayed results recognised and skipped",
+            registry=registry,
+        )
+        self.bad = Counter(
+            "vspd_alerts_bad_results", "Messages that are not a Result", registry=registry
+        )
+        self.events = Counter(
+            "vspd_alerts_events", "Alerts raised, by rule", ["rule"], registry=registry
+        )
+        self.delivered = Counter(
+            "vspd_alerts_delivered", "Deliveries made, by sink", ["sink"], registry=registry
+        )
+        self.failed = Counter(
+            "vspd_alerts_delivery_failures",
+            "Failed delivery attempts",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "vspd_alerts_pending", "Deliveries waiting, by sink", ["sink"], registry=registry
+        )

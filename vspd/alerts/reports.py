@@ -1,0 +1,334 @@
+"""Reports: per camera and period, from the store, as self-contained HTML, JSON and CSV.
+
+Layout of a reports directory:
+  index.html                      every report, newest first
+  <camera>/<period>-<start>.html  charts inline as SVG, thumbnails inline: no network fetches
+  <camera>/<period>-<start>.json  the same figures for machines
+  <camera>/<period>-<start>.csv   the timeline (bucket start, label, detections)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+
+from vspd.alerts import store
+from vspd.alerts.errors import AlertsError
+from vspd.alerts.snapshots import thumbnail
+from vspd.config import VspdConfig
+
+MINUTE_NS = 60 * 1_000_000_000
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+PERIODS = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str  # hourly, daily, or custom
+    since: datetime
+    until: datetime
+
+    @property
+    def since_ns(self) -> int:
+        return int(self.since.timestamp() * 1e9)
+
+    @property
+    def until_ns(self) -> int:
+        return int(self.until.timestamp() * 1e9)
+
+    @property
+    def slug(self) -> str:
+        return f"{self.name}-{self.since.strftime('%Y%m%dT%H%M')}"
+
+
+def period_containing(name: str, moment: datetime) -> Period:
+    local = moment.astimezone()
+    start = local.replace(minute=0, second=0, microsecond=0)
+    if name == "daily":
+        start = start.replace(hour=0)
+    return Period(name, start, start + PERIODS[name])
+
+
+def _environment() -> Environment:
+    return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _template(name: str) -> str:
+    return resources.files("vspd.alerts").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _text(moment_ns: int) -> str:
+    return datetime.fromtimestamp(moment_ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def cameras_in(connection: sqlite3.Connection, period: Period) -> list[str]:
+    rows = connection.execute(
+        "SELECT DISTINCT camera FROM frame_stats WHERE minute >= ? AND minute < ? "
+        "UNION SELECT DISTINCT camera FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY 1",
+        (
+            period.since_ns // MINUTE_NS,
+            period.until_ns // MINUTE_NS + 1,
+            period.since_ns,
+            period.until_ns,
+        ),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def gather(
+    connection: sqlite3.Connection, camera: str, period: Period, state_dir: Path
+) -> dict[str, Any]:
+    first_minute, end_minute = period.since_ns // MINUTE_NS, -(-period.until_ns // MINUTE_NS)
+    counts = [
+        {"label": row[0], "detections": row[1], "frames": row[2], "max_confidence": row[3]}
+        for row in connection.execute(
+            "SELECT label, SUM(detections), SUM(frames), MAX(max_confidence) FROM detection_stats "
+            "WHERE camera = ? AND minute >= ? AND minute < ? GROUP BY label ORDER BY 2 DESC",
+            (camera, first_minute, end_minute),
+        )
+    ]
+    timeline = [
+        {"minute": row[0], "label": row[1], "detections": row[2]}
+        for row in connection.execute(
+            "SELECT minute, label, detections FROM detection_stats "
+            "WHERE camera = ? AND minute >= ? AND minute < ? ORDER BY minute, label",
+            (camera, first_minute, end_minute),
+        )
+    ]
+    health_row = connection.execute(
+        "SELECT COALESCE(SUM(results),0), COALESCE(SUM(ok),0), COALESCE(SUM(failed),0), COALESCE(SUM(skipped),0), "
+        "COALESCE(SUM(gaps),0), COALESCE(SUM(latency_sum_ms),0), COALESCE(MAX(latency_max_ms),0), "
+        "MIN(minute), MAX(minute) FROM frame_stats WHERE camera = ? AND minute >= ? AND minute < ?",
+        (camera, first_minute, end_minute),
+    ).fetchone()
+    results = int(health_row[0])
+    active_minutes = (health_row[8] - health_row[7] + 1) if health_row[7] is not None else 0
+    seconds = max(60.0, active_minutes * 60.0) if results else 1.0
+    alerts = []
+    for row in connection.execute(
+        "SELECT * FROM events WHERE camera = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
+        (camera, period.since_ns, period.until_ns),
+    ):
+        event = store.EventRecord.from_row(row)
+        deliveries = [
+            {"sink": d[0], "state": d[1], "attempts": d[2]}
+            for d in connection.execute(
+                "SELECT sink, state, attempts FROM deliveries WHERE event_id = ? ORDER BY sink",
+                (event.id,),
+            )
+        ]
+        alerts.append(
+            {
+                "event_id": event.key,
+                "rule": event.rule,
+                "label": event.label,
+                "confidence": event.confidence,
+                "count": event.count,
+                "severity": event.severity,
+                "message": event.message,
+                "time_ns": event.time_ns,
+                "snapshot": event.snapshot,
+                "deliveries": deliveries,
+            }
+        )
+    return {
+        "camera": camera,
+        "period": period.name,
+        "since": period.since.isoformat(),
+        "until": period.until.isoformat(),
+        "counts": counts,
+        "timeline": timeline,
+        "alerts": alerts,
+        "health": {
+            "results": results,
+            "ok": int(health_row[1]),
+            "failed": int(health_row[2]),
+            "skipped": int(health_row[3]),
+            "gaps": int(health_row[4]),
+            "fps": results / seconds,
+            "latency_mean_ms": float(health_row[5]) / results if results else 0.0,
+            "latency_max_ms": float(health_row[6]),
+        },
+        "_state_dir": str(state_dir),
+    }
+
+
+def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> str:
+    """Stacked bars of detections per time bucket, one colour per label."""
+    width, height, left, bottom = 900, 220, 50, 30
+    span_min = max(1, (period.until_ns - period.since_ns) // MINUTE_NS)
+    bucket_min = max(1, span_min // 60)
+    buckets = -(-span_min // bucket_min)
+    first = period.since_ns // MINUTE_NS
+    stacks: list[dict[str, int]] = [{} for _ in range(buckets)]
+    for item in data["timeline"]:
+        index = min(buckets - 1, max(0, (item["minute"] - first) // bucket_min))
+        stacks[index][item["label"]] = stacks[index].get(item["label"], 0) + item["detections"]
+    peak = max([sum(s.values()) for s in stacks] + [1])
+    bar = (width - left) / buckets
+    parts = [
+        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="detections over time">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#999"/>',
+        f'<text x="{left - 6}" y="14" text-anchor="end" font-size="11">{peak}</text>',
+        f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end" font-size="11">0</text>',
+    ]
+    plot = height - bottom - 10
+    for index, stack in enumerate(stacks):
+        y = float(height - bottom)
+        for label in sorted(stack):
+            h = plot * stack[label] / peak
+            y -= h
+            parts.append(
+                f'<rect class="bar" data-label="{_xml(label)}" x="{left + index * bar:.1f}" y="{y:.1f}" '
+                f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="{colors[label]}">'
+                f"<title>{_xml(label)}: {stack[label]}</title></rect>"
+            )
+    for tick in range(0, buckets + 1, max(1, buckets // 6)):
+        moment = period.since + timedelta(minutes=tick * bucket_min)
+        parts.append(
+            f'<text x="{left + tick * bar:.1f}" y="{height - 10}" font-size="11">{moment.strftime("%H:%M")}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _xml(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def render_html(data: dict[str, Any], period: Period) -> str:
+    labels = sorted(
+        {row["label"] for row in data["counts"]} | {row["label"] for row in data["timeline"]}
+    )
+    colors = {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(labels)}
+    state_dir = Path(data["_state_dir"])
+    alerts = []
+    for alert in data["alerts"]:
+        thumb = ""
+        if alert["snapshot"]:
+            try:
+                thumb = base64.b64encode(
+                    thumbnail((state_dir / alert["snapshot"]).read_bytes())
+                ).decode()
+            except OSError:
+                thumb = ""
+        alerts.append({**alert, "thumbnail": thumb, "time_text": _text(alert["time_ns"])})
+    view = {
+        **data,
+        "alerts": alerts,
+        "colors": list(colors.items()),
+        "chart": chart_svg(data, period, colors),
+        "period_label": f"{period.name} report",
+        "since_text": period.since.strftime("%Y-%m-%d %H:%M %Z"),
+        "until_text": period.until.strftime("%Y-%m-%d %H:%M %Z"),
+        "generated_text": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    return _environment().from_string(_template("report.html.j2")).render(r=view)
+
+
+def render_csv(data: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["minute_start", "label", "detections"])
+    for item in data["timeline"]:
+        moment = datetime.fromtimestamp(item["minute"] * 60).astimezone().isoformat()
+        writer.writerow([moment, item["label"], item["detections"]])
+    return out.getvalue()
+
+
+def write_period(
+    connection: sqlite3.Connection, period: Period, out: Path, state_dir: Path
+) -> list[Path]:
+    """Write every camera's report for the period; returns the HTML files written."""
+    written = []
+    for camera in cameras_in(connection, period):
+        data = gather(connection, camera, period, state_dir)
+        directory = out / camera
+        directory.mkdir(parents=True, exist_ok=True)
+        base = directory / period.slug
+        _atomic(base.with_suffix(".html"), render_html(data, period))
+        public = {k: v for k, v in data.items() if not k.startswith("_")}
+        _atomic(base.with_suffix(".json"), json.dumps(public, indent=1))
+        _atomic(base.with_suffix(".csv"), render_csv(data))
+        written.append(base.with_suffix(".html"))
+    write_index(out)
+    return written
+
+
+def write_index(out: Path) -> Path:
+    entries = []
+    for path in sorted(out.glob("*/*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        entries.append(
+            {
+                "period": data["period"],
+                "camera": data["camera"],
+                "since": data["since"],
+                "since_text": data["since"][:16].replace("T", " "),
+                "until_text": data["until"][:16].replace("T", " "),
+                "alerts": len(data["alerts"]),
+                "detections": sum(row["detections"] for row in data["counts"]),
+                "html": f"{path.parent.name}/{path.stem}.html",
+                "json": f"{path.parent.name}/{path.name}",
+                "csv": f"{path.parent.name}/{path.stem}.csv",
+            }
+        )
+    entries.sort(key=lambda e: (e["since"], e["camera"]), reverse=True)
+    index = out / "index.html"
+    _atomic(index, _environment().from_string(_template("index.html.j2")).render(entries=entries))
+    return index
+
+
+def _atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def parse_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise AlertsError(
+            f"{text!r} is not an ISO date or time (e.g. 2026-11-25 or 2026-11-25T14:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def main(config: VspdConfig, args: argparse.Namespace) -> int:
+    """`vspd report --since ... --until ... --out DIR`: any period, on demand."""
+    since, until = parse_moment(args.since), parse_moment(args.until)
+    if until <= since:
+        raise AlertsError("--until must be after --since")
+    state_dir = Path(config.alerts.state_dir)
+    database = state_dir / "alerts.sqlite"
+    if not database.exists():
+        raise AlertsError(
+            f"no alerts store at {database} (has `vspd alerts` run with this config?)"
+        )
+    connection = store.connect(database)
+    try:
+        written = write_period(connection, Period("custom", since, until), args.out, state_dir)
+    finally:
+        connection.close()
+    for path in written:
+        print(path)  # noqa: T201 - the command's output
+    print(args.out / "index.html")  # noqa: T201
+    return 0

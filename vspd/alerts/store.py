@@ -1,0 +1,188 @@
+"""The alerts store: SQLite in WAL mode under the state directory.
+
+One transaction per batch of results holds everything they change: the last
+seq seen per (camera, session) (so replayed results are recognised and
+skipped), report aggregates, rule state (debounce, cooldown), new events with
+their pending deliveries. Kafka offsets are committed only after it. Each
+delivery is marked when the sink accepted it, so nothing is sent twice after a
+crash and nothing pending is forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (
+    camera TEXT NOT NULL, session TEXT NOT NULL, last_seq INTEGER NOT NULL,
+    PRIMARY KEY (camera, session)
+);
+CREATE TABLE IF NOT EXISTS frame_stats (
+    camera TEXT NOT NULL, minute INTEGER NOT NULL,
+    results INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
+    gaps INTEGER NOT NULL DEFAULT 0, latency_sum_ms REAL NOT NULL DEFAULT 0,
+    latency_max_ms REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (camera, minute)
+);
+CREATE TABLE IF NOT EXISTS detection_stats (
+    camera TEXT NOT NULL, minute INTEGER NOT NULL, label TEXT NOT NULL,
+    detections INTEGER NOT NULL DEFAULT 0, frames INTEGER NOT NULL DEFAULT 0,
+    max_confidence REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (camera, minute, label)
+);
+CREATE TABLE IF NOT EXISTS rule_state (
+    rule TEXT NOT NULL, camera TEXT NOT NULL,
+    matches TEXT NOT NULL DEFAULT '[]', last_alert_ns INTEGER,
+    PRIMARY KEY (rule, camera)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL, camera TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL, label TEXT NOT NULL, confidence REAL NOT NULL,
+    count INTEGER NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
+    snapshot TEXT, detections TEXT NOT NULL,
+    UNIQUE (rule, camera, session, seq)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id INTEGER NOT NULL REFERENCES events(id), sink TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ns INTEGER NOT NULL DEFAULT 0, last_error TEXT, done_ns INTEGER,
+    PRIMARY KEY (event_id, sink)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, state, next_attempt_ns);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
+"""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    rule: str
+    camera: str
+    session: str
+    seq: int
+    time_ns: int
+    label: str
+    confidence: float
+    count: int
+    severity: str
+    message: str
+    snapshot: str | None
+    detections: list[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        """Stable across restarts and replays: receivers can de-duplicate by it."""
+        return f"{self.rule}/{self.camera}/{self.session}/{self.seq}"
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> EventRecord:
+        data = dict(row)
+        data["detections"] = json.loads(data["detections"])
+        return cls(**data)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        str(path), timeout=30, isolation_level=None, check_same_thread=True
+    )
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")  # an event must survive power loss once committed
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.executescript(SCHEMA)
+    return connection
+
+
+@contextmanager
+def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def claim_due(
+    connection: sqlite3.Connection, sink: str, limit: int = 20
+) -> list[tuple[EventRecord, int]]:
+    """Pending deliveries of a sink that are due, oldest event first, with their attempt counts."""
+    rows = connection.execute(
+        """SELECT e.*, d.attempts AS _attempts FROM deliveries d JOIN events e ON e.id = d.event_id
+           WHERE d.sink = ? AND d.state = 'pending' AND d.next_attempt_ns <= ?
+           ORDER BY e.id LIMIT ?""",
+        (sink, now_ns(), limit),
+    ).fetchall()
+    claimed = []
+    for row in rows:
+        data = dict(row)
+        attempts = int(data.pop("_attempts"))
+        data["detections"] = json.loads(data["detections"])
+        claimed.append((EventRecord(**data), attempts))
+    return claimed
+
+
+def next_due_ns(connection: sqlite3.Connection, sink: str) -> int | None:
+    row = connection.execute(
+        "SELECT MIN(next_attempt_ns) FROM deliveries WHERE sink = ? AND state = 'pending'", (sink,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def mark_delivered(connection: sqlite3.Connection, event_id: int, sink: str) -> None:
+    connection.execute(
+        "UPDATE deliveries SET state = 'delivered', done_ns = ?, attempts = attempts + 1, last_error = NULL "
+        "WHERE event_id = ? AND sink = ?",
+        (now_ns(), event_id, sink),
+    )
+
+
+def mark_failed(
+    connection: sqlite3.Connection, event_id: int, sink: str, error: str, retry_at_ns: int | None
+) -> None:
+    if retry_at_ns is None:
+        connection.execute(
+            "UPDATE deliveries SET state = 'given_up', done_ns = ?, attempts = attempts + 1, last_error = ? "
+            "WHERE event_id = ? AND sink = ?",
+            (now_ns(), error, event_id, sink),
+        )
+    else:
+        connection.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ns = ? "
+            "WHERE event_id = ? AND sink = ?",
+            (error, retry_at_ns, event_id, sink),
+        )
+
+
+def pending_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    rows = connection.execute(
+        "SELECT sink, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY sink"
+    ).fetchall()
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def give_up_beyond(connection: sqlite3.Connection, sink: str, keep: int) -> int:
+    """Keep at most `keep` pending deliveries for a sink; the oldest beyond it are given up."""
+    cursor = connection.execute(
+        """UPDATE deliveries SET state = 'given_up', done_ns = ?, last_error = 'too many pending deliveries'
+           WHERE sink = ? AND state = 'pending' AND event_id IN (
+               SELECT event_id FROM deliveries WHERE sink = ? AND state = 'pending'
+               ORDER BY event_id DESC LIMIT -1 OFFSET ?)""",
+        (now_ns(), sink, sink, keep),
+    )
+    return int(cursor.rowcount)
