@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-env.sh
 
-# opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too).
-apt_install ca-certificates opencv-data
+# opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too);
+# mosquitto: a real MQTT broker; chromium: renders the HTML reports; openssl: test certificates.
+apt_install ca-certificates opencv-data mosquitto chromium openssl
 make_venv test
 
 # The `faces` built-in needs CascadeClassifier, which OpenCV 5's main wheel dropped;

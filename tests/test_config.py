@@ -63,7 +63,7 @@ def test_check_config_cli_exits_1_and_names_file_and_key(
     path = write(tmp_path, '[[cameras]]\nid = "front"\nsource = "synthetic:"\nfsp = 5\n')
     assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert f"{path}: cameras[0].fsp: unknown key 'fsp'; did you mean 'fps'?" in err
+    assert f"{path}: cameras[front].fsp: unknown key 'fsp'; did you mean 'fps'?" in err
 
 
 def test_unknown_section_is_an_error(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_out_of_range_value(tmp_path: Path) -> None:
     path = write(tmp_path, '[[cameras]]\nid = "a"\nsource = "synthetic:"\njpeg_quality = 101\n')
     (problem,) = problems(path)
     assert problem.startswith(
-        f"{path}: cameras[0].jpeg_quality: Input should be less than or equal to 100"
+        f"{path}: cameras[a].jpeg_quality: Input should be less than or equal to 100"
     )
 
 
@@ -102,7 +102,7 @@ def test_out_of_range_value(tmp_path: Path) -> None:
 def test_bad_source_uri(tmp_path: Path, source: str, reason: str) -> None:
     path = write(tmp_path, f'[[cameras]]\nid = "cam"\nsource = "{source}"\n')
     (problem,) = problems(path)
-    assert problem.startswith(f"{path}: cameras[0].source: ")
+    assert problem.startswith(f"{path}: cameras[cam].source: ")
     assert reason in problem
 
 
@@ -160,7 +160,7 @@ def test_credential_without_credentials_directory(tmp_path: Path) -> None:
         '[[alerts.sinks]]\ntype = "webhook"\nname = "ops"\nurl = "http://h/x"\nsecret = "credential:hook"\n',
     )
     (problem,) = problems(path)
-    assert problem.startswith(f"{path}: alerts.sinks[0].secret: refers to credential 'hook'")
+    assert problem.startswith(f"{path}: alerts.sinks[ops].secret: refers to credential 'hook'")
 
 
 def test_secrets_come_from_credentials_directory_and_are_not_printed(tmp_path: Path) -> None:
@@ -231,9 +231,11 @@ def test_rule_errors_name_the_rule(tmp_path: Path) -> None:
         'quiet_hours = ["25:00-06:00"]\n',
     )
     found = problems(path)
-    assert any(p.startswith(f"{path}: alerts.rules[0].message: message template:") for p in found)
-    assert f"{path}: alerts.rules[0].zones: zone 0 point (2.0, 0.0) is outside 0..1" in found
-    assert f"{path}: alerts.rules[0].quiet_hours: '25:00' is not HH:MM" in found
+    assert any(
+        p.startswith(f"{path}: alerts.rules[porch].message: message template:") for p in found
+    )
+    assert f"{path}: alerts.rules[porch].zones: zone 0 point (2.0, 0.0) is outside 0..1" in found
+    assert f"{path}: alerts.rules[porch].quiet_hours: '25:00' is not HH:MM" in found
 
 
 def test_rule_naming_unknown_sink(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ class AlertsDaemon:
         self.consumer.close()
         if self.connection is not None:
             self.connection.close()
+            self.connection = None
 
     # -- consuming -----------------------------------------------------------
     def _usable(self, message: Message) -> bool:

@@ -26,7 +26,8 @@ def draw(result: result_pb2.Result, highlight: set[str] | None = None) -> bytes 
         image = decoded
     height, width = image.shape[:2]
     labels = sorted({d.label for d in result.detections})
-    thickness = max(2, width // 320)
+    thickness = max(1, width // 320)
+    font_scale = min(1.0, max(0.25, width / 1280))
     for detection in result.detections:
         if highlight and detection.label not in highlight:
             continue
@@ -41,7 +42,7 @@ def draw(result: result_pb2.Result, highlight: set[str] | None = None) -> bytes 
             text,
             (p1[0] + 2, max(12, p1[1] - 4)),
             cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * thickness,
+            font_scale,
             color,
             1,
             cv2.LINE_AA,

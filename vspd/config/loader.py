@@ -61,7 +61,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     try:
         return VspdConfig.model_validate(data, context={"environ": environ})
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, str(path), env_origins)) from None
+        raise ConfigError(_problems(exc, str(path), env_origins, data)) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -112,11 +112,11 @@ def _env_value(raw: str) -> Any:
 
 
 def _problems(
-    exc: ValidationError, origin: str, env_origins: dict[str, str]
+    exc: ValidationError, origin: str, env_origins: dict[str, str], data: dict[str, Any]
 ) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors(include_url=False):
-        key = _key_path(error["loc"])
+        key = _key_path(error["loc"], data)
         dotted = ".".join(str(part) for part in error["loc"] if isinstance(part, str))
         where = f"environment {env_origins[dotted]}" if dotted in env_origins else origin
         problems.append(ConfigProblem(where, key, _message(error)))
@@ -126,16 +126,26 @@ def _problems(
 _SINK_TAGS = {"webhook", "mqtt", "email", "ntfy", "apprise", "log"}
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
+def _key_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """`cameras[front].fps`: items of arrays of tables are named by their id or name."""
     path = ""
+    node: Any = data
     for index, part in enumerate(loc):
+        node = node[part] if _has(node, part) else None
         if isinstance(part, int):
-            path += f"[{part}]"
+            name = node.get("id", node.get("name")) if isinstance(node, dict) else None
+            path += f"[{name}]" if isinstance(name, str) and name else f"[{part}]"
         elif part in _SINK_TAGS and index > 0 and isinstance(loc[index - 1], int):
             continue  # pydantic's union tag, not a key the user wrote
         else:
             path += f".{part}" if path else part
     return path
+
+
+def _has(node: Any, part: int | str) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _message(error: Any) -> str:

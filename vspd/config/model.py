@@ -209,9 +209,7 @@ class RuleConfig(Section):
     # "22:00-06:00": no alerts in that span of local time (it may cross midnight).
     quiet_hours: list[str] = Field(default_factory=list)
     severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = (
-        "{{ label }} on {{ camera }} ({{ count }} frames, {{ '%.0f' % (confidence * 100) }}%)"
-    )
+    message: str = "{{ label }} on {{ camera }} ({{ count }} frame{{ 's' if count != 1 }}, {{ '%.0f' % (confidence * 100) }}%)"
     sinks: list[str] = Field(default_factory=list)  # empty: every sink
 
     @field_validator("zones")

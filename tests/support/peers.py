@@ -1,0 +1,200 @@
+"""Real peers for the alert sinks: an HTTP receiver, mosquitto, an SMTP server with STARTTLS."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from tests.support.tansu import free_port
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """Accepts POSTs; `mode` is "ok", "fail" (HTTP 500) or "slow" (answers after the sender gave up)."""
+
+    def __init__(self, secret: bytes = b"") -> None:
+        self.secret = secret
+        self.mode = "ok"
+        self.accepted: list[Received] = []
+        self.refused = 0
+        self.bad_signatures = 0
+        self.port = free_port()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.secret:
+                    expected = (
+                        "sha256=" + hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
+                    )
+                    if not hmac.compare_digest(expected, self.headers.get("X-Vspd-Signature", "")):
+                        receiver.bad_signatures += 1
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                if receiver.mode == "slow":
+                    time.sleep(3)
+                if receiver.mode != "ok":
+                    receiver.refused += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.accepted.append(Received(dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def event_ids(self) -> list[str]:
+        return [r.json["event_id"] for r in self.accepted]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Mosquitto:
+    """Debian's mosquitto on loopback, and a subscriber that records everything."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port = free_port()
+        conf = directory / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.log = directory / "mosquitto.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        self.messages: list[tuple[str, bytes]] = []
+        self._connected = threading.Event()
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber"
+        )
+        client.on_connect = lambda c, *_a: (c.subscribe("#", qos=1), self._connected.set())
+        client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.connect("127.0.0.1", self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.loop_start()
+        assert self._connected.wait(30)
+        self.client = client
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@dataclass
+class SmtpServer:
+    """aiosmtpd with STARTTLS required before AUTH, like a real submission server."""
+
+    directory: Path
+    username: str = "vspd"
+    password: str = "s3cret-smtp"
+    messages: list[Message] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.cert = self.directory / "smtp-cert.pem"
+        key = self.directory / "smtp-key.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert), str(key))
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+                server.messages.append(message_from_bytes(envelope.content))
+                return "250 OK"
+
+        def authenticate(
+            _server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any
+        ) -> Any:
+            ok = (
+                isinstance(data, LoginPassword)
+                and data.login.decode() == self.username
+                and data.password.decode() == self.password
+            )
+            return AuthResult(success=ok)
+
+        self.port = free_port()
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=context,
+            require_starttls=True,
+            authenticator=authenticate,
+            auth_require_tls=True,
+        )
+        self.controller.start()
+
+    def close(self) -> None:
+        self.controller.stop()

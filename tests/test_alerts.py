@@ -1,0 +1,455 @@
+"""The alerts daemon end to end: real Kafka, real webhook/MQTT/SMTP peers, real SQLite, Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.support.kafka import produce
+from tests.support.peers import Mosquitto, SmtpServer, WebhookReceiver
+from tests.support.processes import DaemonProcess, wait_until
+from tests.support.results import SECOND, messages, new_session, result
+from tests.support.tansu import free_port
+
+PERSON = ("person", 0.9, (0.3, 0.2, 0.6, 0.9))
+CAT = ("cat", 0.8, (0.1, 0.6, 0.3, 0.9))
+SECRET = b"hook-secret"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(SECRET)
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path)
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path)
+    yield server
+    server.close()
+
+
+class Alerts:
+    def __init__(
+        self,
+        config: Path,
+        topics: dict[str, str],
+        bootstrap: str,
+        daemons: Callable[..., DaemonProcess],
+        state: Path,
+        metrics_port: int,
+    ) -> None:
+        self.config, self.topics, self.bootstrap, self.daemons = config, topics, bootstrap, daemons
+        self.state = state
+        self.metrics_port = metrics_port
+
+    def start(self, name: str = "alerts") -> DaemonProcess:
+        daemon = self.daemons("--config", str(self.config), "alerts", name=name)
+        daemon.wait_for_log('"event": "serving"')
+        return daemon
+
+    def feed(self, results: list[Any]) -> None:
+        produce(self.bootstrap, self.topics["results_topic"], messages(results))
+
+    def events(self) -> list[tuple[str, str, int]]:
+        connection = sqlite3.connect(self.state / "alerts.sqlite")
+        try:
+            return [
+                tuple(row)
+                for row in connection.execute("SELECT rule, camera, seq FROM events ORDER BY id")
+            ]
+        finally:
+            connection.close()
+
+    def deliveries(self) -> dict[tuple[int, str], str]:
+        connection = sqlite3.connect(self.state / "alerts.sqlite")
+        try:
+            return {
+                (row[0], row[1]): row[2]
+                for row in connection.execute("SELECT event_id, sink, state FROM deliveries")
+            }
+        finally:
+            connection.close()
+
+    def metric(self, name: str) -> float:
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
+        found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture
+def alerts_setup(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    mosquitto: Mosquitto,
+    smtp: SmtpServer,
+) -> Callable[..., Alerts]:
+    def make(**rule: Any) -> Alerts:
+        topics = fresh_topics(partitions=2)
+        secret_file = tmp_path / "hook-secret"
+        secret_file.write_bytes(SECRET)
+        smtp_password = tmp_path / "smtp-password"
+        smtp_password.write_text(smtp.password)
+        metrics_port = free_port()
+        rules = [
+            {
+                "name": "person-at-door",
+                "cameras": ["door"],
+                "labels": ["person"],
+                "min_confidence": 0.5,
+                "min_frames": 2,
+                "window_s": 5.0,
+                "cooldown_s": 60.0,
+                "severity": "critical",
+                **rule,
+            },
+            {"name": "sentinel", "labels": ["sentinel"], "min_frames": 1, "cooldown_s": 0.0},
+        ]
+        sinks = [
+            {
+                "type": "webhook",
+                "name": "ops",
+                "url": webhook.url,
+                "secret": f"file:{secret_file}",
+                "timeout_s": 2.0,
+            },
+            {
+                "type": "mqtt",
+                "name": "home",
+                "host": "127.0.0.1",
+                "port": mosquitto.port,
+                "timeout_s": 5.0,
+            },
+            {
+                "type": "email",
+                "name": "owner",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "starttls": True,
+                "ca_file": str(smtp.cert),
+                "username": smtp.username,
+                "password": f"file:{smtp_password}",
+                "sender": "vspd@example.org",
+                "recipients": ["owner@example.org"],
+            },
+            {"type": "log", "name": "journal"},
+        ]
+        config = write_config(
+            topics=topics,
+            alerts={
+                "rules": rules,
+                "sinks": sinks,
+                "retry_initial_s": 0.2,
+                "retry_max_s": 1.0,
+                "snapshot_base_url": "https://nvr.example/snapshots/",
+            },
+            metrics={"enabled": True, "alerts_port": metrics_port},
+        )
+        return Alerts(config, topics, bootstrap, daemons, tmp_path / "state", metrics_port)
+
+    return make
+
+
+def door_event(session: str, start_ns: int) -> list[Any]:
+    """Frames 0-2 empty, 3-9 with a person: one alert, at seq 4 (debounce 2)."""
+    return [
+        result(
+            "door",
+            seq,
+            [PERSON] if seq >= 3 else [],
+            session=session,
+            at_ns=start_ns + seq * SECOND // 10,
+        )
+        for seq in range(10)
+    ]
+
+
+def sentinel(session: str, seq: int) -> Any:
+    return result("door", seq, [("sentinel", 1.0, (0.0, 0.0, 0.1, 0.1))], session=session)
+
+
+def mqtt_events(mosquitto: Mosquitto) -> list[dict[str, Any]]:
+    return [
+        json.loads(payload)
+        for topic, payload in list(mosquitto.messages)
+        if not topic.endswith("/snapshot")
+    ]
+
+
+def test_alert_reaches_every_sink_once_with_signature_snapshot_and_attachment(
+    alerts_setup: Callable[..., Alerts],
+    webhook: WebhookReceiver,
+    mosquitto: Mosquitto,
+    smtp: SmtpServer,
+) -> None:
+    alerts = alerts_setup()
+    daemon = alerts.start()
+    session = new_session()
+    alerts.feed([*door_event(session, time.time_ns()), result("yard", 0, [CAT], session=session)])
+    wait_until(
+        lambda: (
+            webhook.accepted
+            and mqtt_events(mosquitto)
+            and smtp.messages
+            and "alert" in daemon.log()
+        ),
+        60,
+        "all sinks",
+    )
+
+    (hook,) = webhook.accepted
+    body = hook.json
+    assert webhook.bad_signatures == 0
+    assert body["event_id"] == f"person-at-door/door/{session}/4"
+    assert hook.headers["X-Vspd-Event-Id"] == body["event_id"]
+    assert (body["camera"], body["label"], body["count"], body["severity"]) == (
+        "door",
+        "person",
+        2,
+        "critical",
+    )
+    assert body["snapshot_url"].startswith("https://nvr.example/snapshots/door/")
+    assert body["detections"][0]["box"] == [0.3, 0.2, 0.6, 0.9]
+
+    topics = [topic for topic, _ in mosquitto.messages]
+    assert topics.count("vspd/door/person-at-door") == 1
+    snapshot = dict(mosquitto.messages)["vspd/door/person-at-door/snapshot"]
+    image = cv2.imdecode(np.frombuffer(snapshot, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (48, 64, 3)
+    assert mqtt_events(mosquitto)[0]["event_id"] == body["event_id"]
+
+    (mail,) = smtp.messages
+    assert mail["Subject"] == "[vspd critical] person on door"
+    attachments = [part for part in mail.walk() if part.get_content_type() == "image/jpeg"]
+    assert len(attachments) == 1
+    assert '"event": "alert"' in daemon.log()
+    assert alerts.events() == [("person-at-door", "door", 4)]
+    # The snapshot on disk has the box drawn on it.
+    saved = list((alerts.state / "snapshots" / "door").glob("*.jpg"))
+    assert len(saved) == 1
+    assert daemon.stop() == 0
+
+
+def test_kill9_between_event_and_delivery_delivers_once_per_sink(
+    alerts_setup: Callable[..., Alerts],
+    webhook: WebhookReceiver,
+    mosquitto: Mosquitto,
+    smtp: SmtpServer,
+) -> None:
+    alerts = alerts_setup()
+    webhook.mode = "fail"
+    first = alerts.start("alerts-1")
+    session = new_session()
+    event = door_event(session, time.time_ns())
+    alerts.feed(event)
+    # The event is stored; MQTT and email got it; the webhook keeps failing.
+    wait_until(
+        lambda: mqtt_events(mosquitto) and smtp.messages and webhook.refused >= 2,
+        60,
+        "partial delivery",
+    )
+    assert alerts.metric('vspd_alerts_pending{sink="ops"}') == 1
+    assert "failing ops (HTTP 500" in _last_status(first) or webhook.refused >= 2
+    first.kill9()
+
+    webhook.mode = "ok"
+    second = alerts.start("alerts-2")
+    alerts.feed(event)  # the same results again, as after an upstream crash
+    alerts.feed([sentinel(session, 100)])
+    wait_until(
+        lambda: f"sentinel/door/{session}/100" in webhook.event_ids(),
+        60,
+        "the sentinel behind the replay",
+    )
+    wait_until(lambda: len(smtp.messages) >= 2, 60, "sentinel mail")
+
+    door_id = f"person-at-door/door/{session}/4"
+    assert webhook.event_ids().count(door_id) == 1
+    assert [e["event_id"] for e in mqtt_events(mosquitto)].count(door_id) == 1
+    assert [m["Subject"] for m in smtp.messages].count("[vspd critical] person on door") == 1
+    assert alerts.events() == [("person-at-door", "door", 4), ("sentinel", "door", 100)]
+    assert set(alerts.deliveries().values()) == {"delivered"}
+    assert second.stop() == 0
+
+
+def _last_status(daemon: DaemonProcess) -> str:
+    found = re.findall(r'"status": "([^"]*)"', daemon.log())
+    return found[-1] if found else ""
+
+
+def test_failing_sink_blocks_neither_other_sinks_nor_consumption(
+    alerts_setup: Callable[..., Alerts], webhook: WebhookReceiver, mosquitto: Mosquitto
+) -> None:
+    alerts = alerts_setup(cooldown_s=0.0, min_frames=1)
+    webhook.mode = "fail"
+    daemon = alerts.start()
+    session = new_session()
+    start = time.time_ns()
+    alerts.feed(
+        [
+            result("door", seq, [PERSON], session=session, at_ns=start + seq * SECOND)
+            for seq in range(5)
+        ]
+    )
+    wait_until(
+        lambda: len(mqtt_events(mosquitto)) >= 5, 60, "MQTT deliveries while the webhook fails"
+    )
+    wait_until(lambda: alerts.metric("vspd_alerts_results_total") >= 5, 60, "consumption")
+    assert alerts.metric('vspd_alerts_pending{sink="ops"}') == 5
+    assert not webhook.accepted
+    webhook.mode = "ok"
+    wait_until(lambda: len(webhook.accepted) >= 5, 60, "the webhook catching up")
+    assert sorted(webhook.event_ids()) == sorted(
+        f"person-at-door/door/{session}/{s}" for s in range(5)
+    )
+    assert daemon.stop() == 0
+
+
+def test_cooldown_and_debounce_state_survive_a_restart(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto
+) -> None:
+    alerts = alerts_setup()
+    daemon = alerts.start()
+    session = new_session()
+    start = time.time_ns()
+    alerts.feed(door_event(session, start))
+    wait_until(lambda: len(mqtt_events(mosquitto)) >= 1, 60, "first alert")
+    assert daemon.stop() == 0
+    again = alerts.start("alerts-again")
+    # 20 s later in capture time: still inside the 60 s cooldown kept in SQLite.
+    later = [
+        result("door", seq, [PERSON], session=session, at_ns=start + 20 * SECOND + seq)
+        for seq in range(10, 15)
+    ]
+    alerts.feed([*later, sentinel(session, 100)])
+    wait_until(lambda: any(e["rule"] == "sentinel" for e in mqtt_events(mosquitto)), 60, "sentinel")
+    assert [e["rule"] for e in mqtt_events(mosquitto)] == ["person-at-door", "sentinel"]
+    assert again.stop() == 0
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (scripts/test.sh installs it)"
+)
+def test_report_renders_in_headless_chromium(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    alerts = alerts_setup(min_frames=1)  # with the 60 s cooldown: persons every 90 s alert
+    daemon = alerts.start()
+    session = new_session()
+    start = time.time_ns() - 20 * 60 * SECOND
+    # 40 frames, 30 s apart; five frames lost before Kafka after the 20th (a gap of 5).
+    frames = [
+        result(
+            "door",
+            i if i < 20 else i + 5,
+            [PERSON] if i % 3 else [CAT],
+            session=session,
+            at_ns=start + i * 30 * SECOND,
+        )
+        for i in range(40)
+    ]
+    alerts.feed(frames)
+    wait_until(lambda: alerts.metric("vspd_alerts_results_total") >= 40, 60, "results")
+    assert daemon.stop() == 0
+
+    out = tmp_path / "report"
+    since = (datetime.now().astimezone() - timedelta(hours=1)).isoformat(timespec="minutes")
+    until = (datetime.now().astimezone() + timedelta(minutes=5)).isoformat(timespec="minutes")
+    run = subprocess.run(
+        [
+            "vspd",
+            "--config",
+            str(alerts.config),
+            "report",
+            "--since",
+            since,
+            "--until",
+            until,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    (page,) = (out / "door").glob("custom-*.html")
+    assert (out / "index.html").exists()
+    assert page.with_suffix(".json").exists()
+    assert "minute_start,label,detections" in page.with_suffix(".csv").read_text()
+    html = page.read_text()
+    assert "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )  # no network fetches
+
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert dom.count('class="bar"') >= 10
+    rows = re.findall(r'<tr class="count-row"><td>(\w+)</td><td class="n">(\d+)</td>', dom)
+    assert dict(rows) == {"person": "26", "cat": "14"}
+    # Persons at i % 3 != 0, 30 s apart, 60 s cooldown: alerts at i = 1, 4, ..., 37.
+    assert dom.count("data:image/jpeg;base64,") == 13
+    assert re.search(r'gaps in sequence[^<]*</th><td class="n bad">5</td>', dom)
+
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            "chromium",
+            *flags,
+            f"--screenshot={screenshot}",
+            "--window-size=1000,1400",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    image = cv2.imread(str(screenshot))
+    assert image is not None
+    person_blue = np.all(
+        np.abs(image.astype(int) - [180, 119, 31]) < 12, axis=2
+    )  # PALETTE[1]? first label
+    cat_orange = np.all(np.abs(image.astype(int) - [14, 127, 255]) < 12, axis=2)
+    assert person_blue.sum() + cat_orange.sum() > 500, "the chart's bars are not on screen"
