@@ -94,7 +94,7 @@ def main() -> int:
         config = Path(directory) / "vspd.toml"
         config.write_text(
             f'[processor]\nlisten = "127.0.0.1:{port}"\nbuiltin = "motion"\nworkers = 2\n'
-            '[metrics]\nenabled = false\n'
+            "[metrics]\nenabled = false\n"
         )
         server = DaemonProcess(
             ["--config", str(config), "processor"], Path(directory) / "p.log"

@@ -355,9 +355,6 @@ def test_cooldown_and_debounce_state_survive_a_restart(
     assert again.stop() == 0
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs Debian's chromium (scripts/test.sh installs it)"
-)
 def test_report_renders_in_headless_chromium(
     alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
