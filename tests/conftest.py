@@ -11,6 +11,7 @@ import pytest
 from tests.support.kafka import create_topics, unique_name
 from tests.support.processes import DaemonProcess
 from tests.support.tansu import TansuBroker, free_port
+from vspd.config.toml_writer import render_toml
 
 # New consumer groups get their first assignment after about half of this.
 TEST_SESSION_TIMEOUT_MS = 6000
@@ -46,46 +47,6 @@ def fresh_topics(bootstrap: str) -> Callable[..., TopicSet]:
         return topics
 
     return make
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    raise TypeError(value)
-
-
-def render_toml(data: dict[str, Any]) -> str:
-    """A tiny TOML writer for test configs (sections, arrays of tables, scalars)."""
-    lines: list[str] = []
-
-    def table(prefix: str, body: dict[str, Any], header: str) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, dict) and not _is_tables(v)}
-        lines.append(header)
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in scalars.items())
-        for key, value in body.items():
-            if isinstance(value, dict):
-                table(f"{prefix}.{key}", value, f"[{prefix}.{key}]")
-            elif _is_tables(value):
-                for item in value:
-                    table(f"{prefix}.{key}", item, f"[[{prefix}.{key}]]")
-
-    for section, body in data.items():
-        if _is_tables(body):
-            for item in body:
-                table(section, item, f"[[{section}]]")
-        else:
-            table(section, body, f"[{section}]")
-    return "\n".join(lines) + "\n"
-
-
-def _is_tables(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
 
 
 @pytest.fixture

@@ -401,7 +401,7 @@ def test_report_renders_in_headless_chromium(
     (page,) = (out / "door").glob("custom-*.html")
     assert (out / "index.html").exists()
     assert page.with_suffix(".json").exists()
-    assert "minute_start,label,detections" in page.with_suffix(".csv").read_text()
+    assert "bucket_start,label,detections" in page.with_suffix(".csv").read_text()
     html = page.read_text()
     assert "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', ""

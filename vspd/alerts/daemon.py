@@ -36,7 +36,6 @@ log = structlog.get_logger(__name__)
 BATCH = 200
 POLL_S = 0.2
 REPORT_INTERVAL_S = 60.0
-MINUTE_NS = 60 * 1_000_000_000
 
 
 class AlertsDaemon:
@@ -187,20 +186,20 @@ class AlertsDaemon:
         self, connection: sqlite3.Connection, result: result_pb2.Result, gaps: int
     ) -> None:
         frame = result.frame
-        minute = frame.capture_time_unix_ns // MINUTE_NS
+        bucket = frame.capture_time_unix_ns // store.BUCKET_NS
         latency_ms = max(0.0, (result.result_time_unix_ns - frame.capture_time_unix_ns) / 1e6)
         status = result.status
         connection.execute(
-            """INSERT INTO frame_stats (camera, minute, results, ok, failed, skipped, gaps, latency_sum_ms, latency_max_ms)
+            """INSERT INTO frame_stats (camera, bucket, results, ok, failed, skipped, gaps, latency_sum_ms, latency_max_ms)
                VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (camera, minute) DO UPDATE SET
+               ON CONFLICT (camera, bucket) DO UPDATE SET
                  results = results + 1, ok = ok + excluded.ok, failed = failed + excluded.failed,
                  skipped = skipped + excluded.skipped, gaps = gaps + excluded.gaps,
                  latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,
                  latency_max_ms = MAX(latency_max_ms, excluded.latency_max_ms)""",
             (
                 frame.camera_id,
-                minute,
+                bucket,
                 int(status == result_pb2.STATUS_OK),
                 int(status == result_pb2.STATUS_FAILED),
                 int(status == result_pb2.STATUS_SKIPPED),
@@ -214,12 +213,12 @@ class AlertsDaemon:
             count, best = per_label.get(detection.label, (0, 0.0))
             per_label[detection.label] = (count + 1, max(best, detection.confidence))
         connection.executemany(
-            """INSERT INTO detection_stats (camera, minute, label, detections, frames, max_confidence)
+            """INSERT INTO detection_stats (camera, bucket, label, detections, frames, max_confidence)
                VALUES (?, ?, ?, ?, 1, ?)
-               ON CONFLICT (camera, minute, label) DO UPDATE SET
+               ON CONFLICT (camera, bucket, label) DO UPDATE SET
                  detections = detections + excluded.detections, frames = frames + 1,
                  max_confidence = MAX(max_confidence, excluded.max_confidence)""",
-            [(frame.camera_id, minute, label, n, best) for label, (n, best) in per_label.items()],
+            [(frame.camera_id, bucket, label, n, best) for label, (n, best) in per_label.items()],
         )
 
     def _raise_event(

@@ -4,7 +4,7 @@ Layout of a reports directory:
   index.html                      every report, newest first
   <camera>/<period>-<start>.html  charts inline as SVG, thumbnails inline: no network fetches
   <camera>/<period>-<start>.json  the same figures for machines
-  <camera>/<period>-<start>.csv   the timeline (bucket start, label, detections)
+  <camera>/<period>-<start>.csv   the timeline (5-second bucket start, label, detections)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from vspd.alerts.errors import AlertsError
 from vspd.alerts.snapshots import thumbnail
 from vspd.config import VspdConfig
 
-MINUTE_NS = 60 * 1_000_000_000
+BUCKET_NS = store.BUCKET_NS
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 PERIODS = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
@@ -64,7 +64,7 @@ def _environment() -> Environment:
     return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 
-def _template(name: str) -> str:
+def template_text(name: str) -> str:
     return resources.files("vspd.alerts").joinpath("templates", name).read_text(encoding="utf-8")
 
 
@@ -74,11 +74,11 @@ def _text(moment_ns: int) -> str:
 
 def cameras_in(connection: sqlite3.Connection, period: Period) -> list[str]:
     rows = connection.execute(
-        "SELECT DISTINCT camera FROM frame_stats WHERE minute >= ? AND minute < ? "
+        "SELECT DISTINCT camera FROM frame_stats WHERE bucket >= ? AND bucket < ? "
         "UNION SELECT DISTINCT camera FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY 1",
         (
-            period.since_ns // MINUTE_NS,
-            period.until_ns // MINUTE_NS + 1,
+            period.since_ns // BUCKET_NS,
+            period.until_ns // BUCKET_NS + 1,
             period.since_ns,
             period.until_ns,
         ),
@@ -89,32 +89,32 @@ def cameras_in(connection: sqlite3.Connection, period: Period) -> list[str]:
 def gather(
     connection: sqlite3.Connection, camera: str, period: Period, state_dir: Path
 ) -> dict[str, Any]:
-    first_minute, end_minute = period.since_ns // MINUTE_NS, -(-period.until_ns // MINUTE_NS)
+    first, end = period.since_ns // BUCKET_NS, -(-period.until_ns // BUCKET_NS)
     counts = [
         {"label": row[0], "detections": row[1], "frames": row[2], "max_confidence": row[3]}
         for row in connection.execute(
             "SELECT label, SUM(detections), SUM(frames), MAX(max_confidence) FROM detection_stats "
-            "WHERE camera = ? AND minute >= ? AND minute < ? GROUP BY label ORDER BY 2 DESC",
-            (camera, first_minute, end_minute),
+            "WHERE camera = ? AND bucket >= ? AND bucket < ? GROUP BY label ORDER BY 2 DESC",
+            (camera, first, end),
         )
     ]
     timeline = [
-        {"minute": row[0], "label": row[1], "detections": row[2]}
+        {"bucket": row[0], "label": row[1], "detections": row[2]}
         for row in connection.execute(
-            "SELECT minute, label, detections FROM detection_stats "
-            "WHERE camera = ? AND minute >= ? AND minute < ? ORDER BY minute, label",
-            (camera, first_minute, end_minute),
+            "SELECT bucket, label, detections FROM detection_stats "
+            "WHERE camera = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, label",
+            (camera, first, end),
         )
     ]
     health_row = connection.execute(
         "SELECT COALESCE(SUM(results),0), COALESCE(SUM(ok),0), COALESCE(SUM(failed),0), COALESCE(SUM(skipped),0), "
         "COALESCE(SUM(gaps),0), COALESCE(SUM(latency_sum_ms),0), COALESCE(MAX(latency_max_ms),0), "
-        "MIN(minute), MAX(minute) FROM frame_stats WHERE camera = ? AND minute >= ? AND minute < ?",
-        (camera, first_minute, end_minute),
+        "MIN(bucket), MAX(bucket) FROM frame_stats WHERE camera = ? AND bucket >= ? AND bucket < ?",
+        (camera, first, end),
     ).fetchone()
     results = int(health_row[0])
-    active_minutes = (health_row[8] - health_row[7] + 1) if health_row[7] is not None else 0
-    seconds = max(60.0, active_minutes * 60.0) if results else 1.0
+    active_buckets = (health_row[8] - health_row[7] + 1) if health_row[7] is not None else 0
+    seconds = active_buckets * BUCKET_NS / 1e9 if results else 1.0
     alerts = []
     for row in connection.execute(
         "SELECT * FROM events WHERE camera = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
@@ -167,16 +167,16 @@ def gather(
 def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> str:
     """Stacked bars of detections per time bucket, one colour per label."""
     width, height, left, bottom = 900, 220, 50, 30
-    span_min = max(1, (period.until_ns - period.since_ns) // MINUTE_NS)
-    bucket_min = max(1, span_min // 60)
-    buckets = -(-span_min // bucket_min)
-    first = period.since_ns // MINUTE_NS
-    stacks: list[dict[str, int]] = [{} for _ in range(buckets)]
+    span = max(1, -(-(period.until_ns - period.since_ns) // BUCKET_NS))
+    per_bar = max(1, -(-span // 60))  # at most 60 bars, each a whole number of buckets
+    bars = -(-span // per_bar)
+    first = period.since_ns // BUCKET_NS
+    stacks: list[dict[str, int]] = [{} for _ in range(bars)]
     for item in data["timeline"]:
-        index = min(buckets - 1, max(0, (item["minute"] - first) // bucket_min))
+        index = min(bars - 1, max(0, (item["bucket"] - first) // per_bar))
         stacks[index][item["label"]] = stacks[index].get(item["label"], 0) + item["detections"]
     peak = max([sum(s.values()) for s in stacks] + [1])
-    bar = (width - left) / buckets
+    bar = (width - left) / bars
     parts = [
         f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="detections over time">',
@@ -195,8 +195,8 @@ def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> s
                 f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="{colors[label]}">'
                 f"<title>{_xml(label)}: {stack[label]}</title></rect>"
             )
-    for tick in range(0, buckets + 1, max(1, buckets // 6)):
-        moment = period.since + timedelta(minutes=tick * bucket_min)
+    for tick in range(0, bars + 1, max(1, bars // 6)):
+        moment = period.since + timedelta(seconds=tick * per_bar * BUCKET_NS / 1e9)
         parts.append(
             f'<text x="{left + tick * bar:.1f}" y="{height - 10}" font-size="11">{moment.strftime("%H:%M")}</text>'
         )
@@ -237,15 +237,15 @@ def render_html(data: dict[str, Any], period: Period) -> str:
         "until_text": period.until.strftime("%Y-%m-%d %H:%M %Z"),
         "generated_text": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    return _environment().from_string(_template("report.html.j2")).render(r=view)
+    return _environment().from_string(template_text("report.html.j2")).render(r=view)
 
 
 def render_csv(data: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["minute_start", "label", "detections"])
+    writer.writerow(["bucket_start", "label", "detections"])
     for item in data["timeline"]:
-        moment = datetime.fromtimestamp(item["minute"] * 60).astimezone().isoformat()
+        moment = datetime.fromtimestamp(item["bucket"] * BUCKET_NS / 1e9).astimezone().isoformat()
         writer.writerow([moment, item["label"], item["detections"]])
     return out.getvalue()
 
@@ -254,6 +254,7 @@ def write_period(
     connection: sqlite3.Connection, period: Period, out: Path, state_dir: Path
 ) -> list[Path]:
     """Write every camera's report for the period; returns the HTML files written."""
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for camera in cameras_in(connection, period):
         data = gather(connection, camera, period, state_dir)
@@ -292,7 +293,9 @@ def write_index(out: Path) -> Path:
         )
     entries.sort(key=lambda e: (e["since"], e["camera"]), reverse=True)
     index = out / "index.html"
-    _atomic(index, _environment().from_string(_template("index.html.j2")).render(entries=entries))
+    _atomic(
+        index, _environment().from_string(template_text("index.html.j2")).render(entries=entries)
+    )
     return index
 
 

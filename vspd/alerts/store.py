@@ -19,24 +19,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Report aggregates are kept per camera and 5-second bucket of capture time:
+# fine enough for a one-minute demo's timeline, small enough for a year.
+BUCKET_NS = 5 * 1_000_000_000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
     camera TEXT NOT NULL, session TEXT NOT NULL, last_seq INTEGER NOT NULL,
     PRIMARY KEY (camera, session)
 );
 CREATE TABLE IF NOT EXISTS frame_stats (
-    camera TEXT NOT NULL, minute INTEGER NOT NULL,
+    camera TEXT NOT NULL, bucket INTEGER NOT NULL,
     results INTEGER NOT NULL DEFAULT 0, ok INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
     gaps INTEGER NOT NULL DEFAULT 0, latency_sum_ms REAL NOT NULL DEFAULT 0,
     latency_max_ms REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (camera, minute)
+    PRIMARY KEY (camera, bucket)
 );
 CREATE TABLE IF NOT EXISTS detection_stats (
-    camera TEXT NOT NULL, minute INTEGER NOT NULL, label TEXT NOT NULL,
+    camera TEXT NOT NULL, bucket INTEGER NOT NULL, label TEXT NOT NULL,
     detections INTEGER NOT NULL DEFAULT 0, frames INTEGER NOT NULL DEFAULT 0,
     max_confidence REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (camera, minute, label)
+    PRIMARY KEY (camera, bucket, label)
 );
 CREATE TABLE IF NOT EXISTS rule_state (
     rule TEXT NOT NULL, camera TEXT NOT NULL,

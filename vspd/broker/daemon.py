@@ -292,17 +292,14 @@ class BrokerDaemon:
         status = {result_pb2.STATUS_OK: "ok", result_pb2.STATUS_FAILED: "failed"}.get(
             result.status, "skipped"
         )
-        self.counts[status] += 1
-        self.metrics.results.labels(status).inc()
         return Output(
             self.config.kafka.results_topic,
             wire.frame_key(frame.camera_id),
             result.SerializeToString(),
+            counts_as=status,
         )
 
     def _dead_letter(self, window: PartitionWindow, slot: Slot, stage: str, reason: str) -> Output:
-        self.counts["dead_letters"] += 1
-        self.metrics.dead_letters.labels(stage).inc()
         letter = result_pb2.DeadLetter(
             reason=reason,
             stage=stage,
@@ -317,7 +314,12 @@ class BrokerDaemon:
             log.warning(
                 "poison message", partition=window.partition, offset=slot.offset, reason=reason
             )
-        return Output(self.config.kafka.dead_letter_topic, slot.key, letter.SerializeToString())
+        return Output(
+            self.config.kafka.dead_letter_topic,
+            slot.key,
+            letter.SerializeToString(),
+            counts_as=stage,
+        )
 
     def _produce_heads(self) -> None:
         for window in self.windows.values():
@@ -336,6 +338,7 @@ class BrokerDaemon:
                 )
                 return
             window.acknowledged(slot)
+            self._count_written(output)
 
         while True:
             try:
@@ -351,6 +354,15 @@ class BrokerDaemon:
                     "(message_max_bytes too small? include_image = false keeps results small)"
                 ) from None
             return
+
+    def _count_written(self, output: Output) -> None:
+        """Metrics count what Kafka has acknowledged, not what was merely computed."""
+        if output.topic == self.config.kafka.dead_letter_topic:
+            self.counts["dead_letters"] += 1
+            self.metrics.dead_letters.labels(output.counts_as).inc()
+        else:
+            self.counts[output.counts_as] += 1
+            self.metrics.results.labels(output.counts_as).inc()
 
     # -- committing ----------------------------------------------------------
     def _commit(self, synchronous: bool = False) -> None:

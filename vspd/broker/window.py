@@ -28,6 +28,8 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+    # What the output counts as once Kafka has it: a result status or a dead-letter stage.
+    counts_as: str = ""
 
 
 @dataclass

@@ -1,0 +1,99 @@
+"""`vspd demo` itself: a short run passes and reports alerts; Ctrl-C leaves no child behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.processes import DaemonProcess, wait_until
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line mentions `text` (the demo's own config path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_short_demo_passes_and_its_report_shows_alerts(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vspd",
+            "demo",
+            "--cameras",
+            "2",
+            "--duration",
+            "15",
+            "--report-dir",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    summary = out[out.index("vspd demo summary") :]
+
+    def figure(name: str) -> int:
+        found = re.search(rf"^  {name}\s+(\d+)", summary, re.MULTILINE)
+        assert found, summary
+        return int(found.group(1))
+
+    frames, results, alerts = (
+        figure("frames captured into Kafka"),
+        figure("results"),
+        figure("alerts"),
+    )
+    assert frames >= 100  # two cameras at 10 fps for 15 s, less start-up
+    assert results == frames
+    assert re.search(r"frames without a result\s+0", out)
+    assert re.search(r"in order per camera\s+yes", out)
+    assert re.search(r"verdict\s+PASS", out)
+    assert alerts >= 1
+    index = report / "index.html"
+    assert f"report: {index}" in out
+    html = index.read_text()
+    assert "Every captured frame got its result, in order." in html
+    assert html.count("data:image/jpeg;base64,") == alerts  # each alert with its snapshot
+    assert 'class="bar"' in html  # the timelines
+    assert len(list(report.glob("synthetic-*/demo-*.html"))) == 2
+    assert not processes_mentioning(str(report))
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_child(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    demo = DaemonProcess(
+        ["demo", "--cameras", "1", "--duration", "600", "--report-dir", str(report)],
+        tmp_path / "demo.log",
+    ).start()
+    demo.wait_for_log("started 4 daemons")
+    # Interrupt a pipeline that really flows: a progress line with results.
+    wait_until(
+        lambda: re.search(r"broker\s+[1-9][0-9.]* results/s", demo.log()) is not None,
+        120,
+        "results",
+    )
+    children = set(processes_mentioning(str(report))) - {demo.pid}
+    assert len(children) == 4  # processor, broker, alerts, one camera
+    demo.signal(signal.SIGINT)
+    assert demo.wait(180) == 0, demo.log()[-3000:]
+    assert "stopping (Ctrl-C again to stop at once)" in demo.log()
+    assert re.search(r"verdict\s+PASS", demo.log())
+    assert not processes_mentioning(str(report))

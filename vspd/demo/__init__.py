@@ -1,0 +1,1 @@
+"""`vspd demo`: the whole pipeline on one machine, on an embedded broker by default."""

