@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 source scripts/setup-env.sh
 
 # opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too);
-# mosquitto: a real MQTT broker; chromium: renders the HTML reports; openssl: test certificates.
-apt_install ca-certificates opencv-data mosquitto chromium openssl
+# mosquitto: a real MQTT broker; chromium: renders the HTML reports; openssl: test certificates;
+# debootstrap, systemd-container, lintian: the .deb in a booted Debian trixie (tests/system).
+apt_install ca-certificates opencv-data mosquitto chromium openssl \
+    debootstrap systemd-container lintian dpkg-dev
 make_venv test
 
 # The `faces` built-in needs CascadeClassifier, which OpenCV 5's main wheel dropped;

@@ -1,0 +1,262 @@
+"""A real Debian trixie system for the system tests: debootstrap, chroot, systemd-nspawn.
+
+The base rootfs is built once and kept as a tarball under .cache/system (its
+name carries a hash of what it contains); each test unpacks a fresh copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / "system"
+SUITE = "trixie"
+# Booting, building the package and its smoke test, and what its Depends pull in
+# (installed ahead so that each test's `apt-get install ./vspd.deb` is quick).
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "ca-certificates",
+    "python3",
+    "procps",
+    "debhelper",
+    "dh-python",
+    "pybuild-plugin-pyproject",
+    "python3-all",
+    "python3-setuptools",
+    "build-essential",
+    "protobuf-compiler",
+    "protobuf-compiler-grpc",
+    "dpkg-dev",
+    "fakeroot",
+    "python3-confluent-kafka",
+    "python3-grpcio",
+    "python3-protobuf",
+    "python3-numpy",
+    "python3-opencv",
+    "python3-pydantic",
+    "python3-structlog",
+    "python3-prometheus-client",
+    "python3-jinja2",
+    "python3-paho-mqtt",
+    "opencv-data",
+]
+
+
+def debian_mirror() -> str:
+    """The Debian archive this machine's apt already uses (not hard-coded)."""
+    sources = [
+        Path("/etc/apt/sources.list"),
+        *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
+        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+    ]
+    for path in sources:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.lstrip().startswith("#"):
+                continue
+            for match in re.finditer(r"(https?://\S+?/debian)/?(?:\s|$)", line):
+                return match.group(1)
+    raise RuntimeError("no Debian mirror in /etc/apt sources")
+
+
+def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+
+
+@contextlib.contextmanager
+def mounted(root: Path) -> Iterator[None]:
+    """/proc, /sys and /dev in the rootfs while we chroot into it."""
+    mounts = [
+        ("proc", root / "proc", ["-t", "proc", "proc"]),
+        ("sys", root / "sys", ["-t", "sysfs", "sysfs"]),
+        ("dev", root / "dev", ["--bind", "/dev"]),
+        ("pts", root / "dev/pts", ["--bind", "/dev/pts"]),
+    ]
+    done = []
+    try:
+        for _name, target, args in mounts:
+            target.mkdir(parents=True, exist_ok=True)
+            run(["mount", *args, str(target)])
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def chroot(root: Path, command: str, timeout: float = 1800) -> str:
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C.UTF-8",
+        "HOME": "/root",
+    }
+    result = subprocess.run(
+        ["chroot", str(root), "sh", "-c", command],
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"in {root}: {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def base_tarball() -> Path:
+    key = hashlib.sha256(" ".join([SUITE, *PACKAGES]).encode()).hexdigest()[:12]
+    tarball = CACHE / f"{SUITE}-{key}.tar"
+    if tarball.exists():
+        return tarball
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = CACHE / f"build-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    mirror = debian_mirror()
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,dbus,ca-certificates",
+            SUITE,
+            str(work),
+            mirror,
+        ],
+        timeout=1800,
+    )
+    (work / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
+    (work / "etc/hostname").write_text("vspd-test\n")
+    with mounted(work):
+        chroot(
+            work,
+            "apt-get update -q && apt-get install -y -q --no-install-recommends "
+            + " ".join(PACKAGES),
+        )
+        chroot(work, "apt-get clean")
+    # nspawn needs an empty machine-id to boot a fresh system; no TTY login prompts.
+    (work / "etc/machine-id").write_text("")
+    for getty in (work / "etc/systemd/system/getty.target.wants").glob("*"):
+        getty.unlink()
+    partial = tarball.with_suffix(".partial")
+    run(["tar", "-C", str(work), "-cf", str(partial), "."], timeout=600)
+    partial.replace(tarball)
+    shutil.rmtree(work, ignore_errors=True)
+    return tarball
+
+
+def fresh_rootfs(destination: Path) -> Path:
+    destination.mkdir(parents=True)
+    run(["tar", "-C", str(destination), "-xf", str(base_tarball())], timeout=600)
+    return destination
+
+
+def build_deb(root: Path) -> Path:
+    """Build the package inside the trixie rootfs from this checkout's tracked files."""
+    source = root / "build" / "vspd"
+    source.mkdir(parents=True)
+    files = run(["git", "ls-files", "-z"], cwd=REPO).stdout.split("\0")
+    for name in filter(None, files):
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    with mounted(root):
+        chroot(
+            root,
+            "cd /build/vspd && dpkg-buildpackage -us -uc -b > /build/build.log 2>&1 || (tail -60 /build/build.log; exit 1)",
+        )
+    (deb,) = (root / "build").glob("vspd_*_all.deb")
+    return deb
+
+
+class BootedSystem:
+    """The rootfs booted with systemd as PID 1 in a container (host network shared)."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = name
+        self.log = root.parent / f"{name}-console.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.leader = 0
+
+    def boot(self, timeout_s: float = 120) -> BootedSystem:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    "systemd-nspawn",
+                    "-D",
+                    str(self.root),
+                    "--register=no",
+                    "--keep-unit",
+                    "--boot",
+                    "--console=pipe",
+                    f"--machine={self.name}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout_s
+        while not self.leader:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            with contextlib.suppress(OSError):
+                pids = children.read_text().split()
+                if pids:
+                    self.leader = int(pids[0])
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"container did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        while True:
+            state = self.sh("systemctl is-system-running || true").strip()
+            if state in ("running", "degraded"):
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"container not up ({state}):\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def sh(self, command: str, check: bool = False, timeout: float = 300) -> str:
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "/bin/sh", "-c", command],
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "LC_ALL": "C.UTF-8",
+                "SYSTEMD_PAGER": "",
+                "TERM": "dumb",
+            },
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{command}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result.stdout + result.stderr
+
+    def shutdown(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.sh("systemctl poweroff --no-block")
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait()
+        self.process = None
