@@ -179,6 +179,21 @@ def test_secrets_come_from_credentials_directory_and_are_not_printed(tmp_path: P
     assert "s3cret" not in str(config.model_dump())
 
 
+def test_credentials_loaded_by_the_packaged_units_keep_their_file_name(tmp_path: Path) -> None:
+    # LoadCredential=vspd:/etc/vspd/credentials names the file kafka-password "vspd_kafka-password".
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "vspd_kafka-password").write_text("from-systemd")
+    path = write(
+        tmp_path,
+        '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "vspd"\n'
+        'sasl_password = "credential:kafka-password"\n',
+    )
+    config = load_config(path, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert config.kafka.sasl_password is not None
+    assert config.kafka.sasl_password.get_secret_value() == "from-systemd"
+
+
 def test_environment_overrides_scalars_lists_and_nested_tables(tmp_path: Path) -> None:
     path = write(tmp_path, '[kafka]\nbootstrap_servers = "file:9092"\n')
     config = load_config(

@@ -2,7 +2,10 @@
 
 A secret key takes one of:
 - ``credential:NAME``: the file NAME in ``$CREDENTIALS_DIRECTORY`` (systemd
-  ``LoadCredential=NAME:/path``), the way the packaged units deliver secrets;
+  ``LoadCredential=NAME:/path``). The packaged units load the directory
+  /etc/vspd/credentials as ``LoadCredential=vspd:...``, which systemd names
+  ``vspd_<file>``; NAME may be given either way, so a secret in
+  /etc/vspd/credentials/kafka-password is ``credential:kafka-password``;
 - ``file:/absolute/path``: a file readable by the daemon;
 - anything else: the secret itself (fine for a demo, not for a fleet).
 """
@@ -29,7 +32,8 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
                 f"refers to credential {name!r} but $CREDENTIALS_DIRECTORY is not set "
                 "(run under systemd with LoadCredential=, or use file:/path)"
             )
-        return _read(Path(directory) / name)
+        plain, packaged = Path(directory) / name, Path(directory) / f"vspd_{name}"
+        return _read(packaged if not plain.exists() and packaged.exists() else plain)
     if value.startswith("file:"):
         return _read(Path(value.removeprefix("file:")))
     return value
