@@ -13,6 +13,17 @@ from tests.support.processes import DaemonProcess
 from tests.support.tansu import TansuBroker, free_port
 from vspd.config.toml_writer import render_toml
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the fault-injection suite (tests/chaos)")
+    group.addoption(
+        "--chaos-seconds", type=float, default=75.0, help="how long faults are injected"
+    )
+    group.addoption(
+        "--chaos-seed", type=int, default=None, help="seed of the fault schedule (random if unset)"
+    )
+
+
 # New consumer groups get their first assignment after about half of this.
 TEST_SESSION_TIMEOUT_MS = 6000
 

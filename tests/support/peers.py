@@ -33,12 +33,19 @@ class Received:
 
 
 class WebhookReceiver:
-    """Accepts POSTs; `mode` is "ok", "fail" (HTTP 500) or "slow" (answers after the sender gave up)."""
+    """Accepts POSTs; `mode` is "ok", "fail" (HTTP 500) or "slow" (answers after the sender gave up).
 
-    def __init__(self, secret: bytes = b"") -> None:
+    Strict by default: every accepted request counts, so a sender-side duplicate
+    shows. `idempotent=True` behaves like a production receiver: a repeat of an
+    X-Vspd-Event-Id it already has is answered 204 and counted in `repeats`.
+    """
+
+    def __init__(self, secret: bytes = b"", idempotent: bool = False) -> None:
         self.secret = secret
+        self.idempotent = idempotent
         self.mode = "ok"
         self.accepted: list[Received] = []
+        self.repeats = 0
         self.refused = 0
         self.bad_signatures = 0
         self.port = free_port()
@@ -56,14 +63,21 @@ class WebhookReceiver:
                         self.send_response(401)
                         self.end_headers()
                         return
-                if receiver.mode == "slow":
+                mode = receiver.mode  # decided on arrival
+                if mode == "slow":
                     time.sleep(3)
-                if receiver.mode != "ok":
+                if mode != "ok":
                     receiver.refused += 1
                     self.send_response(500)
                     self.end_headers()
                     return
-                receiver.accepted.append(Received(dict(self.headers), body))
+                event_id = self.headers.get("X-Vspd-Event-Id", "")
+                if receiver.idempotent and event_id in {
+                    r.headers.get("X-Vspd-Event-Id") for r in receiver.accepted
+                }:
+                    receiver.repeats += 1
+                else:
+                    receiver.accepted.append(Received(dict(self.headers), body))
                 self.send_response(204)
                 self.end_headers()
 
