@@ -450,3 +450,55 @@ def test_report_renders_in_headless_chromium(
     )  # PALETTE[1]? first label
     cat_orange = np.all(np.abs(image.astype(int) - [14, 127, 255]) < 12, axis=2)
     assert person_blue.sum() + cat_orange.sum() > 500, "the chart's bars are not on screen"
+
+
+def test_ntfy_sink_posts_title_priority_and_snapshot(tmp_path: Path) -> None:
+    from vspd.alerts.sinks.ntfy import NtfySink
+    from vspd.alerts.store import EventRecord
+    from vspd.config.model import AlertsConfig
+    from vspd.config.model import NtfySink as NtfyConfig
+
+    server = WebhookReceiver()  # a plain HTTP endpoint standing in for an ntfy topic URL
+    try:
+        sink = NtfySink(
+            NtfyConfig(type="ntfy", name="phone", url=server.url, token="tk-1"),
+            AlertsConfig(),
+        )
+        event = EventRecord(
+            1,
+            "door",
+            "porch",
+            "s",
+            7,
+            time.time_ns(),
+            "person",
+            0.9,
+            2,
+            "critical",
+            "person on porch",
+            None,
+            [],
+        )
+        sink.deliver(event, b"\xff\xd8jpeg")
+        (received,) = server.accepted
+        assert received.headers["Title"] == "person on porch"
+        assert received.headers["Priority"] == "5"
+        assert received.headers["Authorization"] == "Bearer tk-1"
+        assert received.headers["Message"] == "person on porch"
+        assert received.body == b"\xff\xd8jpeg"
+        assert received.headers["X-Vspd-Event-Id"] == "door/porch/s/7"
+    finally:
+        server.close()
+
+
+def test_apprise_sink_without_the_package_is_a_clear_error() -> None:
+    import importlib.util
+
+    from vspd.alerts.errors import AlertsError
+    from vspd.alerts.sinks import build_sink
+    from vspd.config.model import AlertsConfig, AppriseSink
+
+    assert importlib.util.find_spec("apprise") is None  # optional: not in the test environment
+    config = AppriseSink(type="apprise", name="all", urls=["mailto://x"])
+    with pytest.raises(AlertsError, match="the optional apprise package is not installed"):
+        build_sink(config, AlertsConfig())

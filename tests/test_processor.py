@@ -396,6 +396,22 @@ def test_plugin_returning_the_wrong_type_is_internal_with_a_hint(
     assert "expected a list of Detection" in caught.value.details()
 
 
+def test_plugin_installed_as_an_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `pip install my-models` with [project.entry-points."vspd.processors"] leaves behind.
+    dist = tmp_path / "my_models-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-models\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text(
+        "[vspd.processors]\ncars = tests.plugins.sample:behave\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = load_plugin("cars")
+    assert (plugin.name, plugin.version, plugin.is_async) == ("cars", "1.2.3", False)
+    assert plugin.function is sample.behave
+
+
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [

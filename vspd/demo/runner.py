@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import re
 import shutil
 import socket
 import sqlite3
@@ -281,16 +282,13 @@ class Demo:
 
     def _frames_in_kafka(self) -> float:
         # What the cameras' final status lines say was sent (acknowledged by Kafka).
-        sent = 0.0
-        for child in self.captures:
-            text = child.log_path.read_text(errors="replace")
-            marker = text.rfind("sent ")
-            if marker >= 0:
-                digits = "".join(
-                    ch for ch in text[marker + 5 : marker + 20].split(",")[0] if ch.isdigit()
-                )
-                sent += float(digits or 0)
-        return max(sent, self.sent_at_stop)
+        return max(sum(self._final_figure(c, "sent") for c in self.captures), self.sent_at_stop)
+
+    @staticmethod
+    def _final_figure(child: Child, name: str) -> int:
+        """A figure of a daemon's last status line, e.g. "sent 42" -> 42."""
+        found = re.findall(rf"\b{name} (\d+)", child.log_path.read_text(errors="replace"))
+        return int(found[-1]) if found else 0
 
     def _wait_for(self, condition: Any, what: str) -> None:
         # Also after Ctrl-C: what reached Kafka is finished (a second Ctrl-C exits at once).
@@ -302,16 +300,7 @@ class Demo:
         say(f"gave up waiting for {what} after {DRAIN_TIMEOUT_S:.0f}s")
 
     def dropped_before_kafka(self) -> int:
-        dropped = 0
-        for child in self.captures:
-            text = child.log_path.read_text(errors="replace")
-            marker = text.rfind("dropped ")
-            if marker >= 0:
-                digits = "".join(
-                    ch for ch in text[marker + 8 : marker + 20].split(";")[0] if ch.isdigit()
-                )
-                dropped += int(digits or 0)
-        return dropped
+        return sum(self._final_figure(c, "dropped") for c in self.captures)
 
     # -- reporting ---------------------------------------------------------------
     def write_report(

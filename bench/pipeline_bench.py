@@ -1,0 +1,219 @@
+"""The whole pipeline under load: 8, 16 and 32 synthetic cameras of 640x480 at 15 fps, motion processor.
+
+Per case: sustained results/s against the cameras' target, capture-to-result
+latency p50/p99, capture-to-alert p99 (delivery to the log sink), CPU per frame
+per stage, and whether the pipeline keeps up. Every daemon is its own process,
+as under systemd; the broker is Tansu on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.support import print_table
+from bench.support_proc import process_cpu_seconds
+from vspd import wire
+from vspd.config import load_config
+from vspd.config.toml_writer import render_toml
+from vspd.demo.children import Child, total
+from vspd.demo.embedded_kafka import EmbeddedKafka, free_port
+from vspd.demo.runner import consecutive_free_ports
+from vspd.demo.verify import read_all
+from vspd.runtime.kafka import create_topics
+
+FPS = 15.0
+
+
+def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        kafka = EmbeddedKafka(work / "kafka.log")
+        kafka.start()
+        children: list[Child] = []
+        try:
+            base = consecutive_free_ports(cameras + 3)
+            processor_port = free_port()
+            config_path = work / "vspd.toml"
+            config_path.write_text(
+                render_toml(
+                    {
+                        "kafka": {
+                            "bootstrap_servers": kafka.bootstrap,
+                            "partitions": 8,
+                            "session_timeout_ms": 6000,
+                        },
+                        "cameras": [
+                            {
+                                "id": f"cam-{i}",
+                                "source": f"synthetic:?objects=3&seed={i}",
+                                "fps": FPS,
+                                "width": 640,
+                                "height": 480,
+                            }
+                            for i in range(cameras)
+                        ],
+                        "broker": {
+                            "processor_addresses": [f"127.0.0.1:{processor_port}"],
+                            "max_in_flight": 32,
+                            "include_image": False,
+                        },
+                        "processor": {
+                            "listen": f"127.0.0.1:{processor_port}",
+                            "builtin": "motion",
+                            "workers": 2,
+                        },
+                        "alerts": {
+                            "state_dir": str(work / "state"),
+                            "reports_dir": str(work / "reports"),
+                            "rules": [
+                                {
+                                    "name": "moving",
+                                    "labels": ["motion"],
+                                    "min_frames": 3,
+                                    "window_s": 2.0,
+                                    "cooldown_s": 10.0,
+                                }
+                            ],
+                            "sinks": [{"type": "log", "name": "journal"}],
+                        },
+                        "metrics": {
+                            "processor_port": base,
+                            "broker_port": base + 1,
+                            "alerts_port": base + 2,
+                            "capture_port": base + 3,
+                        },
+                        "logging": {"level": "warning"},
+                    }
+                )
+            )
+            config = load_config(config_path, {})
+            create_topics(config.kafka)
+            args = ["--config", str(config_path)]
+            stages: dict[str, list[Child]] = {
+                "processor": [Child("processor", [*args, "processor"], work, base).start()],
+                "broker": [Child("broker", [*args, "broker"], work, base + 1).start()],
+                "alerts": [Child("alerts", [*args, "alerts"], work, base + 2).start()],
+                "capture": [
+                    Child(
+                        f"cam-{i}", [*args, "capture", "--camera", f"cam-{i}"], work, base + 3 + i
+                    ).start()
+                    for i in range(cameras)
+                ],
+            }
+            children = [c for group in stages.values() for c in group]
+            time.sleep(warmup_s)  # a benchmark: let it settle, then measure a fixed span
+            sent0 = sum(
+                total(c.metrics(), "vspd_capture_frames_sent_total") for c in stages["capture"]
+            )
+            results0 = total(stages["broker"][0].metrics(), "vspd_broker_results_total")
+            cpu0 = {stage: sum(_cpu(c) for c in group) for stage, group in stages.items()}
+            t0 = time.time_ns()
+            time.sleep(measure_s)
+            t1 = time.time_ns()
+            sent = (
+                sum(total(c.metrics(), "vspd_capture_frames_sent_total") for c in stages["capture"])
+                - sent0
+            )
+            results = total(stages["broker"][0].metrics(), "vspd_broker_results_total") - results0
+            cpu = {
+                stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()
+            }
+            lag = total(stages["broker"][0].metrics(), "vspd_broker_consumer_lag")
+            latencies = sorted(
+                (r.result_time_unix_ns - r.frame.capture_time_unix_ns) / 1e6
+                for r in (
+                    wire.decode_result(v)
+                    for _p, _o, v in read_all(config.kafka, config.kafka.results_topic)
+                )
+                if t0 <= r.frame.capture_time_unix_ns <= t1
+            )
+            alert_ms = _alert_latencies(work / "state" / "alerts.sqlite", t0, t1)
+        finally:
+            for child in reversed(children):
+                child.stop(30)
+            kafka.stop()
+    target = cameras * FPS
+    rate = results / (measure_s or 1)
+    keeps_up = rate >= 0.95 * target and lag < 2 * target
+    per_frame = {stage: 1000 * seconds / max(results, 1) for stage, seconds in cpu.items()}
+    return [
+        str(cameras),
+        f"{target:.0f}",
+        f"{sent / measure_s:.0f}",
+        f"{rate:.0f}",
+        _pct(latencies, 50),
+        _pct(latencies, 99),
+        _pct(alert_ms, 99),
+        " / ".join(f"{per_frame[s]:.1f}" for s in ("capture", "broker", "processor", "alerts")),
+        f"{lag:.0f}",
+        "yes" if keeps_up else "NO",
+    ]
+
+
+def _cpu(child: Child) -> float:
+    try:
+        return process_cpu_seconds(child.process.pid) if child.process else 0.0
+    except OSError:
+        return 0.0
+
+
+def _alert_latencies(database: Path, t0: int, t1: int) -> list[float]:
+    if not database.exists():
+        return []
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute(
+            "SELECT d.done_ns - e.time_ns FROM deliveries d JOIN events e ON e.id = d.event_id "
+            "WHERE d.state = 'delivered' AND e.time_ns BETWEEN ? AND ?",
+            (t0, t1),
+        ).fetchall()
+    finally:
+        connection.close()
+    return sorted(row[0] / 1e6 for row in rows)
+
+
+def _pct(values: list[float], pct: int) -> str:
+    if not values:
+        return "-"
+    if pct == 50:
+        return f"{statistics.median(values):.0f}"
+    return f"{values[min(len(values) - 1, int(len(values) * pct / 100))]:.0f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cameras", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--warmup", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    rows: list[Any] = [run_case(n, args.warmup, args.seconds) for n in args.cameras]
+    print(
+        f"pipeline: 640x480 @ {FPS:.0f} fps per camera, motion processor, {args.seconds:.0f} s measured"
+    )
+    print_table(
+        [
+            "cameras",
+            "target fps",
+            "captured/s",
+            "results/s",
+            "lat p50 ms",
+            "lat p99 ms",
+            "alert p99 ms",
+            "CPU ms/frame cap/brk/proc/alr",
+            "lag",
+            "keeps up",
+        ],
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
