@@ -81,6 +81,9 @@ def consumer_settings(
             "receive.message.max.bytes": max(kafka.message_max_bytes, 52_428_800) + 1_000_000,
             # Bound what librdkafka prefetches: frames are big.
             "queued.max.messages.kbytes": 65_536,
+            # Live video: a fetch that finds nothing returns within 25 ms, not
+            # librdkafka's 500 ms (some brokers hold a fetch for the full wait).
+            "fetch.wait.max.ms": 25,
         }
     )
     settings.update(extra)
