@@ -120,6 +120,26 @@ def brightness(frame: frame_pb2.Frame) -> int:
     return round(float(image.mean()) / 20)
 
 
+def capture_video(
+    bootstrap: str,
+    topics: dict[str, str],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    source: str,
+    count: int,
+) -> tuple[DaemonProcess, list[frame_pb2.Frame]]:
+    """Run one capture of `source` until `count` frames are in Kafka; stop it; its frames, in order."""
+    config = write_config(
+        topics=topics,
+        cameras=[{"id": "clip", "source": source, "fps": 50, "width": 160, "height": 120}],
+        capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.2},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "clip")
+    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= count)
+    assert daemon.stop() == 0
+    return daemon, [frame for _, frame in frames_by_camera(records)["clip"]]
+
+
 def test_video_file_is_read_in_order_and_reopened_at_its_end(
     bootstrap: str,
     fresh_topics: Callable[..., dict[str, str]],
@@ -127,18 +147,9 @@ def test_video_file_is_read_in_order_and_reopened_at_its_end(
     daemons: Callable[..., DaemonProcess],
     video_file: Path,
 ) -> None:
-    topics = fresh_topics(partitions=2)
-    config = write_config(
-        topics=topics,
-        cameras=[
-            {"id": "clip", "source": f"file:{video_file}", "fps": 50, "width": 160, "height": 120}
-        ],
-        capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.2},
+    daemon, frames = capture_video(
+        bootstrap, fresh_topics(partitions=2), write_config, daemons, f"file:{video_file}", 30
     )
-    daemon = daemons("--config", str(config), "capture", "--camera", "clip")
-    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 30)
-    assert daemon.stop() == 0
-    frames = [frame for _, frame in frames_by_camera(records)["clip"]]
     # Without loop the end of the file is an outage: reopened, seq continues.
     assert [brightness(f) for f in frames[:24]] == list(range(12)) * 2
     assert [f.seq for f in frames] == list(range(len(frames)))
@@ -153,23 +164,14 @@ def test_video_file_with_loop_plays_continuously(
     daemons: Callable[..., DaemonProcess],
     video_file: Path,
 ) -> None:
-    topics = fresh_topics(partitions=1)
-    config = write_config(
-        topics=topics,
-        cameras=[
-            {
-                "id": "loop",
-                "source": f"file:{video_file}?loop=true",
-                "fps": 50,
-                "width": 160,
-                "height": 120,
-            }
-        ],
+    daemon, frames = capture_video(
+        bootstrap,
+        fresh_topics(partitions=1),
+        write_config,
+        daemons,
+        f"file:{video_file}?loop=true",
+        30,
     )
-    daemon = daemons("--config", str(config), "capture", "--camera", "loop")
-    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 30)
-    assert daemon.stop() == 0
-    frames = [frame for _, frame in frames_by_camera(records)["loop"]]
     assert [brightness(f) for f in frames[:30]] == (list(range(12)) * 3)[:30]
     assert '"state": "reconnecting"' not in daemon.log()
 
