@@ -1,45 +1,59 @@
-"""Broker: throughput against raw Kafka pass-through, on one broker, 100 KB frames.
+"""Broker: throughput against raw Kafka pass-through and against the ideal, 100 KB frames.
 
 (a) raw pass-through: consume + produce with librdkafka, no gRPC, in-process;
 (b) `vspd broker` with an instant processor: frames/s and broker CPU µs/frame;
-(c) `vspd broker` with a processor that takes 40 ms, max_in_flight 16: fps vs the ideal 400.
+(c) a processor that takes 40 ms, max_in_flight 16, 4 partitions: fps vs the ideal 400;
+(d) the same on 1 partition (one busy camera must get all 16 calls);
+(e) per-camera ordered calls (the processor declares it), 8 cameras at 40 ms: ideal 200;
+(f) kill -9 of the broker mid-stream, then a restart: seconds to its first result,
+    with dynamic and with static group membership (group.instance.id).
+
+Every vspd case runs with the broker's defaults except what the case names.
+Run against another tree (before/after) with PYTHONPATH=/that/tree and
+`--cases a,b,c,d,f-dynamic` (cases that need settings it lacks are skipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from bench.support import cpu_seconds, print_table, tansu
-from bench.support_proc import process_cpu_seconds, scrape
+from bench.support_proc import process_cpu_seconds
 from tests.support.kafka import create_topics
+from tests.support.metrics import scrape_or_zero
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import free_port
 from vspd import wire
+from vspd.config.model import KafkaConfig
+from vspd.config.toml_writer import render_toml
+from vspd.demo.verify import read_all
 from vspd.v1 import frame_pb2
 
 FRAME_BYTES = 100_000
-PARTITIONS = 4
+SESSION_TIMEOUT_MS = 6000  # as in the tests: a new group's first assignment takes ~half
 
 
-def fill(bootstrap: str, topic: str, count: int) -> None:
+def fill(bootstrap: str, topic: str, count: int, cameras: int = 16) -> None:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000}
     )
     payload = b"\xff\xd8\xff" + os.urandom(FRAME_BYTES - 3)
     for seq in range(count):
-        camera = f"cam{seq % 16}"
+        camera = f"cam{seq % cameras}"
         frame = frame_pb2.Frame(
             camera_id=camera,
             session_id="bench",
-            seq=seq // 16,
+            seq=seq // cameras,
             width=640,
             height=480,
             encoding=frame_pb2.ENCODING_JPEG,
@@ -55,8 +69,10 @@ def fill(bootstrap: str, topic: str, count: int) -> None:
     producer.flush(120)
 
 
-def raw_passthrough(bootstrap: str, source: str, count: int) -> tuple[float, float]:
-    target = f"raw-out-{uuid.uuid4().hex[:6]}"
+def raw_passthrough(bootstrap: str, count: int, partitions: int) -> tuple[float, float]:
+    source, target = f"raw-in-{uuid.uuid4().hex[:6]}", f"raw-out-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, [source, target], partitions)
+    fill(bootstrap, source, count)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -92,8 +108,10 @@ def raw_passthrough(bootstrap: str, source: str, count: int) -> tuple[float, flo
                     producer.poll(0.05)
             done += 1
         producer.poll(0)
+        consumer.commit(asynchronous=True)
     producer.flush(60)
-    consumer.commit(asynchronous=False)
+    with contextlib.suppress(KafkaException):  # nothing new since the last commit
+        consumer.commit(asynchronous=False)
     assert started is not None
     assert cpu0 is not None
     elapsed = time.monotonic() - started
@@ -101,84 +119,177 @@ def raw_passthrough(bootstrap: str, source: str, count: int) -> tuple[float, flo
     return done / elapsed, (cpu_seconds() - cpu0) / done * 1e6
 
 
+class Setup:
+    """Topics, a config file, a processor and broker processes for one case."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        directory: Path,
+        plugin: str,
+        partitions: int,
+        broker: dict[str, Any],
+    ) -> None:
+        self.directory = directory
+        self.topics = {
+            "frames_topic": f"f-{uuid.uuid4().hex[:6]}",
+            "results_topic": f"r-{uuid.uuid4().hex[:6]}",
+            "dead_letter_topic": f"d-{uuid.uuid4().hex[:6]}",
+        }
+        create_topics(bootstrap, list(self.topics.values()), partitions)
+        processor_port = free_port()
+        self.metrics_port = free_port()
+        data = {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "session_timeout_ms": SESSION_TIMEOUT_MS,
+                **self.topics,
+            },
+            "broker": {
+                "processor_addresses": [f"127.0.0.1:{processor_port}"],
+                "group_id": uuid.uuid4().hex,
+                **broker,
+            },
+            "processor": {
+                "listen": f"127.0.0.1:{processor_port}",
+                "plugin": plugin,
+                "workers": 32,
+            },
+            "metrics": {
+                "enabled": True,
+                "broker_port": self.metrics_port,
+                "processor_port": free_port(),
+            },
+            "logging": {"level": "warning"},
+        }
+        self.config = directory / f"{uuid.uuid4().hex[:8]}.toml"
+        self.config.write_text(render_toml(data))
+        self.processor = DaemonProcess(
+            ["--config", str(self.config), "processor"], directory / "processor.log"
+        ).start()
+
+    def broker(self) -> DaemonProcess:
+        return DaemonProcess(
+            ["--config", str(self.config), "broker"], self.directory / "broker.log"
+        ).start()
+
+    def results(self) -> float:
+        return scrape_or_zero(self.metrics_port, "vspd_broker_results_total")
+
+    def close(self, *daemons: DaemonProcess) -> None:
+        for daemon in daemons:
+            daemon.stop()
+        self.processor.stop()
+
+
 def vspd_broker(
-    bootstrap: str, directory: Path, plugin: str, count: int, max_in_flight: int
+    bootstrap: str,
+    directory: Path,
+    plugin: str,
+    count: int,
+    partitions: int = 4,
+    cameras: int = 16,
+    **broker: Any,
 ) -> tuple[float, float]:
-    topics = [f"f-{uuid.uuid4().hex[:6]}", f"r-{uuid.uuid4().hex[:6]}", f"d-{uuid.uuid4().hex[:6]}"]
-    create_topics(bootstrap, topics, PARTITIONS)
-    fill(bootstrap, topics[0], count)
-    processor_port, metrics_port = free_port(), free_port()
-    config = directory / f"{plugin.replace(':', '_')}.toml"
-    config.write_text(
-        f'[kafka]\nbootstrap_servers = "{bootstrap}"\nframes_topic = "{topics[0]}"\nresults_topic = "{topics[1]}"\n'
-        f'dead_letter_topic = "{topics[2]}"\nsession_timeout_ms = 6000\n'
-        f'[broker]\nprocessor_addresses = ["127.0.0.1:{processor_port}"]\nmax_in_flight = {max_in_flight}\n'
-        f'max_in_flight_per_partition = {max_in_flight}\ngroup_id = "{uuid.uuid4().hex}"\ninclude_image = true\n'
-        f'[processor]\nlisten = "127.0.0.1:{processor_port}"\nplugin = "{plugin}"\nworkers = 32\n'
-        f"[metrics]\nenabled = true\nbroker_port = {metrics_port}\nprocessor_port = {free_port()}\n"
-        '[logging]\nlevel = "warning"\n'
-    )
-    processor = DaemonProcess(
-        ["--config", str(config), "processor"], directory / "processor.log"
-    ).start()
-    broker = DaemonProcess(["--config", str(config), "broker"], directory / "broker.log").start()
+    setup = Setup(bootstrap, directory, plugin, partitions, broker)
+    fill(bootstrap, setup.topics["frames_topic"], count, cameras)
+    broker_process = setup.broker()
     try:
-        wait_until(lambda: _results(metrics_port) >= 1, 120, "first result")
-        t0, n0, cpu0 = time.monotonic(), _results(metrics_port), process_cpu_seconds(broker.pid)
-        wait_until(lambda: _results(metrics_port) >= count, 600, "all results")
-        elapsed = time.monotonic() - t0
-        cpu = process_cpu_seconds(broker.pid) - cpu0
-        done = count - n0
+        # Scraped seldom: every scrape costs the broker CPU that would count here.
+        wait_until(lambda: setup.results() >= 1, 120, "first result", every_s=0.2)
+        n0, cpu0 = setup.results(), process_cpu_seconds(broker_process.pid)
+        wait_until(lambda: setup.results() >= count, 600, "all results", every_s=0.2)
+        cpu = process_cpu_seconds(broker_process.pid) - cpu0
     finally:
-        broker.stop()
-        processor.stop()
-    return done / elapsed, cpu / done * 1e6
+        setup.close(broker_process)
+    # Throughput from the results themselves: when the broker wrote the first and the last.
+    kafka = KafkaConfig(bootstrap_servers=bootstrap)
+    times = sorted(
+        wire.decode_result(value).result_time_unix_ns
+        for _p, _o, value in read_all(kafka, setup.topics["results_topic"])
+    )
+    return (len(times) - 1) / ((times[-1] - times[0]) / 1e9), cpu / (count - n0) * 1e6
 
 
-def _results(port: int) -> float:
+def restart_after_kill(bootstrap: str, directory: Path, **broker: Any) -> float:
+    """Seconds from starting a broker after a kill -9 of its predecessor to its first result."""
+    setup = Setup(bootstrap, directory, "bench.plugins:forty_ms", 4, broker)
+    fill(bootstrap, setup.topics["frames_topic"], 4000)
+    first = setup.broker()
+    second = None
     try:
-        return scrape(port, "vspd_broker_results_total")
-    except OSError:
-        return 0.0
+        wait_until(lambda: setup.results() >= 200, 120, "results before the kill", every_s=0.2)
+        first.kill9()
+        started = time.monotonic()
+        second = setup.broker()
+        wait_until(lambda: setup.results() >= 1, 300, "first result after the restart")
+        return time.monotonic() - started
+    finally:
+        setup.close(*(d for d in (second,) if d is not None))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--cases", default="a,b,c,d,e,f-dynamic,f-static")
     args = parser.parse_args()
-    with tansu() as broker, tempfile.TemporaryDirectory() as directory:
-        source = f"raw-in-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, [source], PARTITIONS)
-        fill(broker.bootstrap, source, args.frames)
-        raw_fps, raw_cpu = raw_passthrough(broker.bootstrap, source, args.frames)
-        instant_fps, instant_cpu = vspd_broker(
-            broker.bootstrap, Path(directory), "bench.plugins:instant", args.frames, 64
-        )
-        slow_frames = min(args.frames, 2000)
-        slow_fps, slow_cpu = vspd_broker(
-            broker.bootstrap, Path(directory), "bench.plugins:forty_ms", slow_frames, 16
-        )
-    print(
-        f"broker, {args.frames} frames of {FRAME_BYTES // 1000} KB, {PARTITIONS} partitions, Tansu on loopback"
-    )
-    print_table(
-        ["case", "frames/s", "CPU µs/frame", "ratio"],
-        [
-            ["(a) raw Kafka consume+produce", f"{raw_fps:.0f}", f"{raw_cpu:.0f}", ""],
-            [
-                "(b) vspd broker, instant processor",
-                f"{instant_fps:.0f}",
-                f"{instant_cpu:.0f}",
-                f"(b)/(a) = {instant_fps / raw_fps:.2f}",
-            ],
-            [
-                "(c) vspd broker, 40 ms processor, 16 in flight",
-                f"{slow_fps:.0f}",
-                f"{slow_cpu:.0f}",
-                f"(c)/400 = {slow_fps / 400:.2f}",
-            ],
-        ],
-    )
+    cases = set(args.cases.split(","))
+    rows: list[list[str]] = []
+    slow = min(args.frames, 2000)
+    with tansu() as kafka, tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        bootstrap = kafka.bootstrap
+        raw_fps = 0.0
+        if "a" in cases:
+            raw_fps, raw_cpu = raw_passthrough(bootstrap, args.frames, 4)
+            rows.append(["(a) raw Kafka consume+produce", f"{raw_fps:.0f}", f"{raw_cpu:.0f}", ""])
+        if "b" in cases:
+            fps, cpu = vspd_broker(bootstrap, directory, "bench.plugins:instant", args.frames)
+            ratio = f"(b)/(a) = {fps / raw_fps:.2f}, CPU {cpu / raw_cpu:.2f}x" if raw_fps else ""
+            rows.append(["(b) vspd broker, instant processor", f"{fps:.0f}", f"{cpu:.0f}", ratio])
+        for case, partitions in (("c", 4), ("d", 1)):
+            if case in cases:
+                fps, cpu = vspd_broker(
+                    bootstrap,
+                    directory,
+                    "bench.plugins:forty_ms",
+                    slow,
+                    partitions=partitions,
+                    max_in_flight=16,
+                )
+                rows.append(
+                    [
+                        f"({case}) 40 ms processor, 16 in flight, {partitions} partition(s)",
+                        f"{fps:.0f}",
+                        f"{cpu:.0f}",
+                        f"/ ideal 400 = {fps / 400:.2f}",
+                    ]
+                )
+        if "e" in cases:
+            fps, cpu = vspd_broker(
+                bootstrap, directory, "bench.plugins:forty_ms_ordered", 1000, cameras=8
+            )
+            rows.append(
+                [
+                    "(e) ordered per camera, 8 cameras, 40 ms",
+                    f"{fps:.0f}",
+                    f"{cpu:.0f}",
+                    f"/ ideal 200 = {fps / 200:.2f}",
+                ]
+            )
+        for case, settings in (
+            ("f-dynamic", {"group_instance_id": ""}),
+            ("f-static", {"group_instance_id": f"bench-{uuid.uuid4().hex[:6]}"}),
+        ):
+            if case in cases:
+                # The tree under test may not know group_instance_id: pass it only if static.
+                extra = settings if case == "f-static" else {}
+                seconds = restart_after_kill(bootstrap, directory, **extra)
+                rows.append(
+                    [f"({case}) kill -9, restart -> first result", f"{seconds:.1f} s", "", ""]
+                )
+    print(f"broker, frames of {FRAME_BYTES // 1000} KB, Tansu on loopback, session timeout 6 s")
+    print_table(["case", "frames/s", "broker CPU µs/frame", "ratio"], rows)
     return 0
 
 

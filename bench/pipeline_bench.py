@@ -132,11 +132,16 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
                 records = read_all(config.kafka, config.kafka.results_topic)
             except KafkaException:
                 records = []  # too overloaded to read the topic back: no latency figures
-            latencies = sorted(
-                (r.result_time_unix_ns - r.frame.capture_time_unix_ns) / 1e6
+            measured = [
+                r
                 for r in (wire.decode_result(v) for _p, _o, v in records)
                 if t0 <= r.frame.capture_time_unix_ns <= t1
+            ]
+            latencies = sorted(
+                (r.result_time_unix_ns - r.frame.capture_time_unix_ns) / 1e6 for r in measured
             )
+            # What the processor itself took, as it reports: the floor of the latency.
+            processing = sorted(r.processing_time_ns / 1e6 for r in measured)
             alert_ms = _alert_latencies(work / "state" / "alerts.sqlite", t0, t1)
         finally:
             for child in reversed(children):
@@ -153,6 +158,8 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         f"{rate:.0f}",
         _pct(latencies, 50),
         _pct(latencies, 99),
+        f"{_pct(processing, 50)} / {_pct(processing, 99)}",
+        _over(latencies, processing, 50) + " / " + _over(latencies, processing, 99),
         _pct(alert_ms, 99),
         " / ".join(f"{per_frame[s]:.1f}" for s in ("capture", "broker", "processor", "alerts")),
         f"{lag:.0f}",
@@ -182,12 +189,19 @@ def _alert_latencies(database: Path, t0: int, t1: int) -> list[float]:
     return sorted(row[0] / 1e6 for row in rows)
 
 
+def _over(latencies: list[float], processing: list[float], pct: int) -> str:
+    """Latency percentile minus the processor's own: what the pipeline adds."""
+    if not latencies or not processing:
+        return "-"
+    return f"+{float(_pct(latencies, pct)) - float(_pct(processing, pct)):.0f}"
+
+
 def _pct(values: list[float], pct: int) -> str:
     if not values:
         return "-"
     if pct == 50:
-        return f"{statistics.median(values):.0f}"
-    return f"{values[min(len(values) - 1, int(len(values) * pct / 100))]:.0f}"
+        return f"{statistics.median(values):.1f}"
+    return f"{values[min(len(values) - 1, int(len(values) * pct / 100))]:.1f}"
 
 
 def main() -> int:
@@ -208,6 +222,8 @@ def main() -> int:
             "results/s",
             "lat p50 ms",
             "lat p99 ms",
+            "processor p50/p99 ms",
+            "added p50/p99 ms",
             "alert p99 ms",
             "CPU ms/frame cap/brk/proc/alr",
             "lag",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from vspd.processor.plugin import FrameView, Output
+from vspd.processor.plugin import FrameView, Output, ordered_per_camera
 
 
 def instant(_frame: FrameView) -> Output:
@@ -12,5 +12,12 @@ def instant(_frame: FrameView) -> Output:
 
 
 def forty_ms(_frame: FrameView) -> Output:
+    time.sleep(0.040)
+    return Output()
+
+
+@ordered_per_camera
+def forty_ms_ordered(_frame: FrameView) -> Output:
+    """Like forty_ms, for a stateful model: one call per camera at a time."""
     time.sleep(0.040)
     return Output()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import urllib.request
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -21,13 +19,3 @@ def process_peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def scrape(port: int, name: str) -> float:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    total = 0.0
-    for match in re.finditer(
-        rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", body, re.MULTILINE
-    ):
-        total += float(match.group(1))
-    return total

@@ -9,11 +9,15 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
-from tests.support.processes import DaemonProcess, free_tcp_port
+from tests.support.frames import frames_for
+from tests.support.metrics import scrape_or_zero
+from tests.support.processes import DaemonProcess, free_tcp_port, wait_until
 from vspd.runtime.lifecycle import Lifecycle, StopFlag, run_daemon
 from vspd.runtime.notify import SystemdNotifier
+from vspd.v1 import frame_pb2, processor_pb2_grpc
 
 
 class NotifySocket:
@@ -168,15 +172,31 @@ def test_real_daemon_notifies_and_stops_gracefully_on_sigterm(
 
 
 def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path: Path) -> None:
-    port = free_tcp_port()
+    port, metrics_port = free_tcp_port(), free_tcp_port()
     config = write_config(
-        processor={"listen": f"127.0.0.1:{port}", "plugin": "tests.plugins.sample:behave"}
+        processor={
+            "listen": f"127.0.0.1:{port}",
+            "plugin": "tests.plugins.sample:behave",
+            "grace_period_s": 60.0,
+        },
+        metrics={"enabled": True, "processor_port": metrics_port},
     )
     daemon = DaemonProcess(["--config", str(config), "processor"], tmp_path / "p.log").start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         daemon.wait_for_log('"event": "serving"')
+        # A call that never finishes by itself keeps the drain waiting for its grace period.
+        frame = frame_pb2.Frame.FromString(frames_for(["held"], 1)[0][1])
+        frame.metadata["gate"] = "never-opened"
+        call = processor_pb2_grpc.ProcessorStub(channel).Process.future(frame, timeout=120)
+        wait_until(
+            lambda: scrape_or_zero(metrics_port, "vspd_processor_in_flight") >= 1, 30, "the call"
+        )
         daemon.signal(signal.SIGINT)
+        daemon.wait_for_log('"event": "draining"')
         daemon.signal(signal.SIGINT)
-        assert daemon.wait(30) in (0, 130)
+        assert daemon.wait(30) == 130  # did not wait for the 60-second grace period
+        call.cancel()
     finally:
+        channel.close()
         daemon.stop()

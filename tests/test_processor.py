@@ -86,7 +86,7 @@ def start_server() -> Iterator[Callable[..., Running]]:
     def start(load: bool = True, **settings: Any) -> Running:
         config = ProcessorConfig(listen=f"127.0.0.1:{free_port()}", **settings)
         core = ProcessingCore(ProcessorMetrics(CollectorRegistry()))
-        server = ProcessorServer(config, core)
+        server = ProcessorServer(config, core, 16 * 1024 * 1024)
         server.start()
         if load:
             core.set_plugin(load_plugin(config.plugin) if config.plugin else load_builtin(config))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from vspd.processor.plugin import Detection, FrameView, Output
+from vspd.processor.plugin import Detection, FrameView, Output, ordered_per_camera
 
 __version__ = "9.9"
 
@@ -51,13 +51,41 @@ def wrong_type(_frame: FrameView) -> object:
     return {"not": "detections"}
 
 
+_running = [0]
+_running_lock = threading.Lock()
+
+
 def jitter(frame: FrameView) -> Output:
-    """Random latency (0-25 ms) so that calls finish out of order."""
+    """Random latency (0-25 ms) so that calls finish out of order; says how many overlapped."""
     import random
     import time
 
-    time.sleep(random.uniform(0, 0.025))
+    with _running_lock:
+        _running[0] += 1
+        overlapping = _running[0]
+    try:
+        time.sleep(random.uniform(0, 0.025))
+    finally:
+        with _running_lock:
+            _running[0] -= 1
     return Output(
         detections=[Detection("thing", 0.5, (0.25, 0.25, 0.5, 0.75))],
-        attributes={"seq": str(frame.seq)},
+        attributes={"seq": str(frame.seq), "overlapping": str(overlapping)},
     )
+
+
+_next_seq: dict[str, int] = {}
+
+
+@ordered_per_camera
+def strict_order(frame: FrameView) -> Output:
+    """A stateful model in miniature: fails on any frame that is not its camera's next."""
+    import random
+    import time
+
+    expected = _next_seq.get(frame.camera_id, 0)
+    if frame.seq != expected:
+        raise RuntimeError(f"{frame.camera_id}: got seq {frame.seq}, expected {expected}")
+    time.sleep(random.uniform(0, 0.01))
+    _next_seq[frame.camera_id] = frame.seq + 1
+    return Output(attributes={"seq": str(frame.seq)})

@@ -79,12 +79,15 @@ class DaemonProcess:
         return self.process.wait(timeout=timeout_s)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.05
+) -> None:
+    """Poll `condition` (an outside observation: a metric, a file) until it holds."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every_s)
 
 
 def free_tcp_port() -> int:

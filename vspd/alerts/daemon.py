@@ -1,9 +1,13 @@
 """`vspd alerts`: results -> rules -> events -> sinks, exactly once; reports every period.
 
 Per batch of results, one SQLite transaction records everything they change
-(including each (camera, session)'s last seq, which makes replays harmless);
-the Kafka offsets are committed only after it. Delivery runs on one thread per
+(including the next offset per partition, which makes replays harmless); the
+Kafka offsets are committed only after it. Delivery runs on one thread per
 sink, from the store, so a dead sink delays only itself.
+
+A result that is malformed, or whose handling fails for any reason, is
+rolled back alone (a savepoint), counted and dead-lettered (stage
+``alerts.decode`` or ``alerts.process``); the batch and the daemon go on.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from vspd import wire
@@ -26,7 +30,7 @@ from vspd.alerts.metrics import AlertsMetrics
 from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
 from vspd.alerts.sinks import build_sink
 from vspd.config import VspdConfig
-from vspd.runtime.kafka import consumer_settings
+from vspd.runtime.kafka import consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.service import serve
 from vspd.v1 import result_pb2
@@ -36,6 +40,11 @@ log = structlog.get_logger(__name__)
 BATCH = 200
 POLL_S = 0.2
 REPORT_INTERVAL_S = 60.0
+# A seq this far behind the last one of its camera and session is not taken
+# for an upstream duplicate, and one this far ahead does not count as a gap:
+# forged seqs can neither silence a camera nor fill a report with gaps.
+DUPLICATE_WINDOW = 10_000
+MAX_GAP = 100_000
 
 
 class AlertsDaemon:
@@ -52,8 +61,12 @@ class AlertsDaemon:
         self.rules: list[Rule] = build_rules(self.settings.rules)
         self.rule_states: dict[tuple[str, str], RuleState] = {}
         self.workers: list[DeliveryWorker] = []
-        self.counts = {"results": 0, "duplicates": 0, "events": 0, "bad": 0}
+        self.counts = {"results": 0, "duplicates": 0, "replayed": 0, "events": 0, "bad": 0}
         self._next_report = 0.0
+        self._consumed: dict[tuple[str, int], int] = {}
+        self.producer = Producer(
+            producer_settings(config.kafka, "vspd-alerts", error_cb=self._on_kafka_error)
+        )
         self.consumer = Consumer(
             consumer_settings(
                 config.kafka,
@@ -66,6 +79,7 @@ class AlertsDaemon:
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         self.connection = store.connect(self.database)
+        self._consumed = store.consumed_offsets(self.connection)
         for row in self.connection.execute(
             "SELECT rule, camera, matches, last_alert_ns FROM rule_state"
         ):
@@ -95,6 +109,7 @@ class AlertsDaemon:
 
     def step(self) -> None:
         messages = [m for m in self.consumer.consume(BATCH, POLL_S) if self._usable(m)]
+        self.producer.poll(0)
         if messages:
             created = self._record(messages)
             self._commit_offsets(messages)
@@ -109,6 +124,7 @@ class AlertsDaemon:
         for worker in self.workers:
             worker.stop()
         self._write_reports()
+        self.producer.flush(10)
         self.consumer.close()
         if self.connection is not None:
             self.connection.close()
@@ -129,21 +145,60 @@ class AlertsDaemon:
         created = 0
         with store.transaction(self.connection) as connection:
             for message in messages:
-                try:
-                    result = wire.decode_result(message.value())
-                except wire.BadMessageError as exc:
-                    self.counts["bad"] += 1
-                    self.metrics.bad.inc()
-                    log.warning(
-                        "not a result",
-                        partition=message.partition(),
-                        offset=message.offset(),
-                        reason=str(exc),
-                    )
-                    continue
-                created += self._record_result(connection, result)
+                position = (message.topic(), message.partition())
+                if message.offset() < self._consumed.get(position, -1):
+                    self.counts["replayed"] += 1
+                    self.metrics.duplicates.inc()
+                    continue  # handled before a crash: its effects are in the store
+                self._consumed[position] = message.offset() + 1
+                created += self._record_one(connection, message)
+            store.save_consumed(connection, self._consumed)
             self._save_rule_states(connection)
         return created
+
+    def _record_one(self, connection: sqlite3.Connection, message: Message) -> int:
+        """One result, isolated: whatever goes wrong is rolled back alone and dead-lettered."""
+        try:
+            result = wire.decode_result(message.value())
+        except wire.BadMessageError as exc:
+            self._reject(message, "alerts.decode", str(exc))
+            return 0
+        connection.execute("SAVEPOINT result")
+        try:
+            created = self._record_result(connection, result)
+        except Exception as exc:  # noqa: BLE001 - one bad result must not stop the daemon
+            connection.execute("ROLLBACK TO result")
+            connection.execute("RELEASE result")
+            self._reject(message, "alerts.process", f"{type(exc).__name__}: {exc}")
+            return 0
+        connection.execute("RELEASE result")
+        return created
+
+    def _reject(self, message: Message, stage: str, reason: str) -> None:
+        self.counts["bad"] += 1
+        self.metrics.bad.inc()
+        log.warning(
+            "result rejected",
+            stage=stage,
+            partition=message.partition(),
+            offset=message.offset(),
+            reason=reason[:500],
+        )
+        letter = wire.encode_dead_letter(
+            stage,
+            reason,
+            message.key(),
+            message.value() or b"",
+            (message.topic(), message.partition(), message.offset()),
+            self.config.kafka.message_max_bytes - 4096,
+            time.time_ns(),
+        )
+        try:
+            self.producer.produce(
+                self.config.kafka.dead_letter_topic, value=letter, key=(message.key() or b"")[:1024]
+            )
+        except (BufferError, KafkaException) as exc:
+            log.warning("cannot dead-letter a rejected result", error=str(exc))
 
     def _record_result(self, connection: sqlite3.Connection, result: result_pb2.Result) -> int:
         frame = result.frame
@@ -151,16 +206,20 @@ class AlertsDaemon:
             "SELECT last_seq FROM seen WHERE camera = ? AND session = ?",
             (frame.camera_id, frame.session_id),
         ).fetchone()
-        if row is not None and frame.seq <= row[0]:
+        last = row[0] if row is not None else None
+        if last is not None and last - DUPLICATE_WINDOW < frame.seq <= last:
             self.counts["duplicates"] += 1
             self.metrics.duplicates.inc()
-            return 0  # replayed after a crash somewhere upstream: already counted
-        gaps = frame.seq - row[0] - 1 if row is not None else 0
-        connection.execute(
-            "INSERT INTO seen (camera, session, last_seq) VALUES (?, ?, ?) "
-            "ON CONFLICT (camera, session) DO UPDATE SET last_seq = excluded.last_seq",
-            (frame.camera_id, frame.session_id, frame.seq),
-        )
+            return 0  # written twice upstream (a broker that lost its partition): counted once
+        gaps = 0
+        if last is not None and last < frame.seq <= last + MAX_GAP:
+            gaps = frame.seq - last - 1
+        if last is None or frame.seq > last:
+            connection.execute(
+                "INSERT INTO seen (camera, session, last_seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (camera, session) DO UPDATE SET last_seq = excluded.last_seq",
+                (frame.camera_id, frame.session_id, frame.seq),
+            )
         self.counts["results"] += 1
         self.metrics.results.inc()
         self._aggregate(connection, result, gaps)
@@ -319,7 +378,11 @@ class AlertsDaemon:
     # -- status ----------------------------------------------------------------
     def status(self) -> str:
         counts = self.counts
-        text = f"{counts['results']} results ({counts['duplicates']} replayed, skipped), {counts['events']} alerts"
+        text = (
+            f"{counts['results']} results ({counts['replayed']} replayed and "
+            f"{counts['duplicates']} duplicates skipped, {counts['bad']} rejected), "
+            f"{counts['events']} alerts"
+        )
         pending = store.pending_counts(self.connection) if self.connection is not None else {}
         if pending:
             text += "; pending " + ", ".join(f"{sink} {n}" for sink, n in sorted(pending.items()))

@@ -27,6 +27,7 @@ from vspd.alerts import store
 from vspd.alerts.errors import AlertsError
 from vspd.alerts.snapshots import thumbnail
 from vspd.config import VspdConfig
+from vspd.runtime.paths import UnsafePathError, inside, relative_link, safe_name
 
 BUCKET_NS = store.BUCKET_NS
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -221,10 +222,9 @@ def render_html(data: dict[str, Any], period: Period) -> str:
         thumb = ""
         if alert["snapshot"]:
             try:
-                thumb = base64.b64encode(
-                    thumbnail((state_dir / alert["snapshot"]).read_bytes())
-                ).decode()
-            except OSError:
+                snapshot = inside(state_dir, *Path(alert["snapshot"]).parts)
+                thumb = base64.b64encode(thumbnail(snapshot.read_bytes())).decode()
+            except (OSError, UnsafePathError):
                 thumb = ""
         alerts.append({**alert, "thumbnail": thumb, "time_text": _text(alert["time_ns"])})
     view = {
@@ -258,7 +258,7 @@ def write_period(
     written = []
     for camera in cameras_in(connection, period):
         data = gather(connection, camera, period, state_dir)
-        directory = out / camera
+        directory = inside(out, safe_name(camera))
         directory.mkdir(parents=True, exist_ok=True)
         base = directory / period.slug
         _atomic(base.with_suffix(".html"), render_html(data, period))
@@ -275,6 +275,8 @@ def write_index(out: Path) -> Path:
     for path in sorted(out.glob("*/*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                continue
         except (OSError, ValueError):
             continue
         entries.append(
@@ -286,9 +288,10 @@ def write_index(out: Path) -> Path:
                 "until_text": data["until"][:16].replace("T", " "),
                 "alerts": len(data["alerts"]),
                 "detections": sum(row["detections"] for row in data["counts"]),
-                "html": f"{path.parent.name}/{path.stem}.html",
-                "json": f"{path.parent.name}/{path.name}",
-                "csv": f"{path.parent.name}/{path.stem}.csv",
+                # Relative and quoted: a camera id can never become a scheme (javascript:).
+                "html": relative_link(path.parent.name, f"{path.stem}.html"),
+                "json": relative_link(path.parent.name, path.name),
+                "csv": relative_link(path.parent.name, f"{path.stem}.csv"),
             }
         )
     entries.sort(key=lambda e: (e["since"], e["camera"]), reverse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vspd.runtime.paths import inside, safe_name
 from vspd.v1 import frame_pb2, result_pb2
 
 _COLORS = [(0, 200, 255), (60, 220, 60), (255, 120, 0), (200, 60, 255), (0, 80, 255)]
@@ -65,13 +66,13 @@ def thumbnail(jpeg: bytes, width: int = 240) -> bytes:
 
 def relative_path(camera: str, key: str) -> str:
     """Where an event's snapshot lives, below the state directory's snapshots/."""
-    return f"{camera}/{key.replace('/', '_')}.jpg"
+    return f"{safe_name(camera)}/{safe_name(key.replace('/', '_'))}.jpg"
 
 
 def save(directory: Path, camera: str, key: str, jpeg: bytes) -> str:
-    """Write atomically; returns the path relative to `directory`."""
+    """Write atomically; returns the path relative to `directory` (always inside it)."""
     relative = Path("snapshots") / relative_path(camera, key)
-    path = directory / relative
+    path = inside(directory, *relative.parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_bytes(jpeg)

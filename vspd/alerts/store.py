@@ -1,8 +1,9 @@
 """The alerts store: SQLite in WAL mode under the state directory.
 
-One transaction per batch of results holds everything they change: the last
-seq seen per (camera, session) (so replayed results are recognised and
-skipped), report aggregates, rule state (debounce, cooldown), new events with
+One transaction per batch of results holds everything they change: the next
+offset per results partition (so results replayed after a crash are
+recognised and skipped), the last seq per (camera, session) (duplicates
+written upstream, and gaps), report aggregates, rule state (debounce, cooldown), new events with
 their pending deliveries. Kafka offsets are committed only after it. Each
 delivery is marked when the sink accepted it, so nothing is sent twice after a
 crash and nothing pending is forgotten.
@@ -23,7 +24,9 @@ from typing import Any
 # fine enough for a one-minute demo's timeline, small enough for a year.
 BUCKET_NS = 5 * 1_000_000_000
 
-SCHEMA = """
+# Numbered migrations, run in order at start; PRAGMA user_version says how far
+# a database is. Never edit one that has shipped: add the next.
+MIGRATION_1 = """
 CREATE TABLE IF NOT EXISTS seen (
     camera TEXT NOT NULL, session TEXT NOT NULL, last_seq INTEGER NOT NULL,
     PRIMARY KEY (camera, session)
@@ -64,6 +67,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, state, next_attempt_ns);
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
 """
+# Replays are recognised by their Kafka position, not by a seq a message claims
+# (a forged seq far ahead would otherwise make every genuine result a "replay").
+MIGRATION_2 = """
+CREATE TABLE IF NOT EXISTS consumed (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+"""
+MIGRATIONS = (MIGRATION_1, MIGRATION_2)
 
 
 @dataclass(frozen=True)
@@ -103,8 +115,34 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")  # an event must survive power loss once committed
     connection.execute("PRAGMA foreign_keys=ON")
-    connection.executescript(SCHEMA)
+    migrate(connection)
     return connection
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the database to the newest schema; returns the version it is at."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        connection.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+        )
+        version = number
+    return version
+
+
+def consumed_offsets(connection: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    rows = connection.execute("SELECT topic, partition, next_offset FROM consumed").fetchall()
+    return {(str(row[0]), int(row[1])): int(row[2]) for row in rows}
+
+
+def save_consumed(connection: sqlite3.Connection, offsets: dict[tuple[str, int], int]) -> None:
+    connection.executemany(
+        "INSERT INTO consumed (topic, partition, next_offset) VALUES (?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        [(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+    )
 
 
 @contextmanager

@@ -15,6 +15,11 @@ class BrokerMetrics:
             "Frames consumed but not yet committed",
             registry=registry,
         )
+        self.buffered_bytes = Gauge(
+            "vspd_broker_buffered_bytes",
+            "Bytes of frames consumed and waiting for room in a window (max_buffered_bytes)",
+            registry=registry,
+        )
         self.processor_seconds = Histogram(
             "vspd_broker_processor_seconds",
             "Processor call latency",
@@ -49,5 +54,5 @@ class BrokerMetrics:
         )
         for status in ("ok", "failed", "skipped"):
             self.results.labels(status)
-        for stage in ("broker.decode", "broker.processor"):
+        for stage in ("broker.decode", "broker.processor", "broker.write"):
             self.dead_letters.labels(stage)

@@ -1,12 +1,15 @@
 """Calls to processors over gRPC: vspd.v1.Processor or the original Detector.Detect.
 
 Calls are asynchronous (grpc futures); their completion is reported to a
-callback on a gRPC thread. Addresses are used round-robin.
+callback on a gRPC thread. Addresses are used round-robin. A frame goes to
+``Process`` as the very bytes read from Kafka: it is a serialized
+``vspd.v1.Frame`` already, so it is not parsed and serialized again.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +20,8 @@ import grpc
 
 from vspd.config.model import BrokerConfig
 from vspd.legacy import detector_pb2, detector_pb2_grpc
-from vspd.v1 import frame_pb2, processor_pb2_grpc, result_pb2
+from vspd.v1 import frame_pb2, processor_pb2, result_pb2
+from vspd.wire import grpc_message_limit
 
 # Worth trying again: the processor is down, overloaded, or was too slow this time.
 TRANSIENT_CODES = frozenset(
@@ -29,6 +33,12 @@ TRANSIENT_CODES = frozenset(
         grpc.StatusCode.CANCELLED,
     }
 )
+# gRPC says RESOURCE_EXHAUSTED both for "overloaded" (try again) and for a
+# message over a size limit (it will never fit): the details tell them apart.
+_TOO_LARGE = "larger than max"
+PROCESS_METHOD = "/vspd.v1.Processor/Process"
+DESCRIBE_METHOD = "/vspd.v1.Processor/Describe"
+DESCRIBE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -40,18 +50,32 @@ class CallOutcome:
 
     @property
     def transient(self) -> bool:
-        return self.result is None and self.code in TRANSIENT_CODES
+        """Whether the same call can succeed later: this *is* the retry decision."""
+        if self.result is not None or self.code not in TRANSIENT_CODES:
+            return False
+        return not (self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE in self.details)
+
+
+@dataclass(frozen=True)
+class ProcessorNeeds:
+    """What the processor declared with Describe (defaults for one that cannot)."""
+
+    ordered_per_camera: bool = False
+    name: str = ""
 
 
 Done = Callable[[CallOutcome], None]
+Described = Callable[[ProcessorNeeds | None, str], None]
 
 
 class ProcessorClient:
     def __init__(self, config: BrokerConfig, max_message_bytes: int) -> None:
         self._config = config
+        self.max_call_bytes = grpc_message_limit(max_message_bytes)
         options = [
-            ("grpc.max_receive_message_length", max_message_bytes * 2),
-            ("grpc.max_send_message_length", max_message_bytes * 2),
+            ("grpc.max_receive_message_length", self.max_call_bytes),
+            ("grpc.max_send_message_length", self.max_call_bytes),
+            ("grpc.http2.max_frame_size", 16 * 1024 * 1024 - 1),  # results in one DATA frame
         ]
         credentials = None
         if config.processor_tls:
@@ -63,25 +87,81 @@ class ProcessorClient:
             else grpc.insecure_channel(address, options=options)
             for address in config.processor_addresses
         ]
-        if config.processor_api == "vspd":
-            self._stubs: list[Any] = [processor_pb2_grpc.ProcessorStub(c) for c in self._channels]
-        else:
-            self._stubs = [detector_pb2_grpc.DetectorStub(c) for c in self._channels]
-        self._next = itertools.cycle(range(len(self._stubs)))
+        self._process = [
+            channel.unary_unary(
+                PROCESS_METHOD,
+                request_serializer=None,  # the request is a serialized Frame already
+                response_deserializer=result_pb2.Result.FromString,
+            )
+            for channel in self._channels
+        ]
+        self._describe = [
+            channel.unary_unary(
+                DESCRIBE_METHOD,
+                request_serializer=processor_pb2.DescribeRequest.SerializeToString,
+                response_deserializer=processor_pb2.ProcessorInfo.FromString,
+            )
+            for channel in self._channels
+        ]
+        self._detect = [detector_pb2_grpc.DetectorStub(c).Detect for c in self._channels]
+        self._next = itertools.cycle(range(len(self._channels)))
 
-    def call(self, frame: frame_pb2.Frame, done: Done) -> None:
-        stub = self._stubs[next(self._next)]
+    def call(self, frame_bytes: bytes, frame: frame_pb2.Frame, done: Done) -> None:
+        index = next(self._next)
         started = time.monotonic()
         timeout = self._config.call_timeout_s
         if self._config.processor_api == "vspd":
-            future = stub.Process.future(frame, timeout=timeout)
+            future = self._process[index].future(frame_bytes, timeout=timeout)
             future.add_done_callback(lambda f: done(_vspd_outcome(f, started)))
         else:
             request = detector_pb2.ImageInfo(
                 width=frame.width, height=frame.height, image=frame.image
             )
-            future = stub.Detect.future(request, timeout=timeout)
+            future = self._detect[index].future(request, timeout=timeout)
             future.add_done_callback(lambda f: done(_detector_outcome(f, frame, started)))
+
+    def describe(self, done: Described) -> None:
+        """Ask every processor what it needs; `done(needs, error)` on a gRPC thread.
+
+        needs is None when a processor could not be asked (error says why);
+        the original Detector contract, and a processor without Describe,
+        need nothing special.
+        """
+        if self._config.processor_api != "vspd":
+            done(ProcessorNeeds(), "")
+            return
+        answers: list[ProcessorNeeds] = []
+        remaining = [len(self._describe)]
+        failed: list[str] = []
+
+        def one(future: Any) -> None:
+            error = future.exception()
+            if error is None:
+                info: processor_pb2.ProcessorInfo = future.result()
+                answers.append(ProcessorNeeds(info.ordered_per_camera, info.processor_name))
+            elif getattr(error, "code", lambda: None)() is grpc.StatusCode.UNIMPLEMENTED:
+                answers.append(ProcessorNeeds())
+            else:
+                failed.append(getattr(error, "details", lambda: str(error))() or str(error))
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+            if failed:
+                done(None, failed[0])
+            else:
+                # Several processors: order if any of them needs it.
+                done(
+                    ProcessorNeeds(
+                        any(a.ordered_per_camera for a in answers),
+                        ",".join(sorted({a.name for a in answers if a.name})),
+                    ),
+                    "",
+                )
+
+        for stub in self._describe:
+            stub.future(
+                processor_pb2.DescribeRequest(), timeout=DESCRIBE_TIMEOUT_S
+            ).add_done_callback(one)
 
     def close(self) -> None:
         for channel in self._channels:
@@ -128,4 +208,6 @@ def _detector_outcome(future: Any, frame: frame_pb2.Frame, started: float) -> Ca
 
 
 def _unit(value: float) -> float:
+    if math.isnan(value):  # from a misbehaving detector: an empty edge, never NaN
+        return 0.0
     return min(1.0, max(0.0, value))

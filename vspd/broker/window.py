@@ -1,26 +1,40 @@
 """The ordered window of one partition: concurrent processing, in-order output, safe commits.
 
-Every consumed message gets a slot, in offset order. Slots are processed in any
+Every admitted message gets a slot, in offset order. Slots are processed in any
 order, but their output is produced strictly from the head; a slot leaves the
 window only when Kafka has acknowledged its output *and* a commit covering its
 offset has been confirmed. So everything not yet committed is in the window,
 and the window's size bounds what a crash makes the broker process again.
+
+A slot's life: WAITING -> CALLING -> (WAITING again on a retry) -> READY ->
+PRODUCED -> ACKED -> gone at the commit. ``DONE`` slots (already written by an
+earlier owner of the partition) go straight to ACKED: only their offset is
+committed. Every transition is checked: an invalid one raises
+``WindowStateError`` instead of silently corrupting the order.
+
+Each operation costs O(1) amortised: the head of what may be produced and the
+acknowledged prefix are kept as positions, never found by scanning.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from vspd import wire
 
 
 class SlotState(enum.Enum):
-    WAITING = "waiting"  # admitted; its call is not issued yet (capacity or backoff)
+    WAITING = "waiting"  # admitted; its call is not issued yet (capacity, order or backoff)
     CALLING = "calling"
     READY = "ready"  # output known, not yet produced
     PRODUCED = "produced"  # handed to the producer, acknowledgements pending
-    ACKED = "acked"  # every output acknowledged by Kafka
+    ACKED = "acked"  # every output acknowledged by Kafka (or nothing to write)
+
+
+class WindowStateError(RuntimeError):
+    """A transition the window's state machine does not allow: a bug, never input."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +44,11 @@ class Output:
     value: bytes
     # What the output counts as once Kafka has it: a result status or a dead-letter stage.
     counts_as: str = ""
+    partition: int | None = None  # None: the producer's partitioner decides
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass
+@dataclass(eq=False)
 class Slot:
     offset: int
     key: bytes | None
@@ -42,7 +58,8 @@ class Slot:
     pending_acks: int = 0
     attempts: int = 0
     not_before: float = 0.0  # monotonic time before which the call is not retried
-    payload: object = None  # the decoded frame, for the call
+    frame: wire.Frame | None = None  # the decoded frame while a call may still need it
+    camera: str = ""  # the order key of per-camera ordered calls
 
 
 class PartitionWindow:
@@ -50,61 +67,102 @@ class PartitionWindow:
         self.topic = topic
         self.partition = partition
         self.slots: collections.deque[Slot] = collections.deque()
+        # Slots not yet produced, in offset order: their head is the next to write.
+        self._unproduced: collections.deque[Slot] = collections.deque()
+        # How many slots at the front of `slots` are ACKED.
+        self._acked_prefix = 0
         self._committing: int | None = None  # offset of the commit in flight
         self.committed: int | None = None  # last confirmed commit
+        self.halted = False  # Kafka refused an output for good: nothing more is written
 
     def __len__(self) -> int:
         return len(self.slots)
 
+    @property
+    def next_offset(self) -> int | None:
+        """The offset after the last admitted slot (None: nothing admitted yet)."""
+        return self.slots[-1].offset + 1 if self.slots else self.committed
+
     def admit(self, offset: int, key: bytes | None, value: bytes) -> Slot:
-        if self.slots and offset <= self.slots[-1].offset:
-            raise ValueError(f"offset {offset} after {self.slots[-1].offset}: out of order")
+        last = self.slots[-1].offset if self.slots else (self.committed or 0) - 1
+        if offset <= last:
+            raise WindowStateError(f"offset {offset} after {last}: out of order")
         slot = Slot(offset, key, value)
         self.slots.append(slot)
+        self._unproduced.append(slot)
         return slot
 
-    def waiting(self) -> Iterator[Slot]:
-        return (slot for slot in self.slots if slot.state is SlotState.WAITING)
+    def calling(self, slot: Slot) -> None:
+        self._expect(slot, SlotState.WAITING)
+        slot.state = SlotState.CALLING
+        slot.attempts += 1
 
-    def calling(self) -> int:
-        return sum(1 for slot in self.slots if slot.state is SlotState.CALLING)
-
-    def producible(self) -> Iterator[Slot]:
-        """READY slots that may be produced now: only a contiguous run behind the produced head."""
-        for slot in self.slots:
-            if slot.state in (SlotState.PRODUCED, SlotState.ACKED):
-                continue
-            if slot.state is not SlotState.READY:
-                return
-            yield slot
+    def retry(self, slot: Slot, not_before: float) -> None:
+        self._expect(slot, SlotState.CALLING)
+        slot.state = SlotState.WAITING
+        slot.not_before = not_before
 
     def ready(self, slot: Slot, outputs: list[Output]) -> None:
+        if slot.state not in (SlotState.WAITING, SlotState.CALLING):
+            raise WindowStateError(f"slot {slot.offset} is {slot.state.value}, cannot be ready")
         slot.outputs = outputs
         slot.state = SlotState.READY
-        slot.payload = None  # the frame is no longer needed: free it early
+        slot.frame = None  # the frame is no longer needed: free it early
+
+    def already_written(self, slot: Slot) -> None:
+        """An earlier owner wrote this slot's output: commit its offset, write nothing."""
+        self.ready(slot, [])
+
+    def producible(self) -> list[Slot]:
+        """READY slots that may be produced now: the contiguous run at the head, in order.
+
+        The caller produces each one's outputs and calls produced() for it, in this order.
+        """
+        run: list[Slot] = []
+        if self.halted:
+            return run
+        for slot in self._unproduced:
+            if slot.state is not SlotState.READY:
+                break
+            run.append(slot)
+        return run
 
     def produced(self, slot: Slot) -> None:
+        if not self._unproduced or self._unproduced[0] is not slot:
+            raise WindowStateError(f"slot {slot.offset} produced out of order")
+        self._expect(slot, SlotState.READY)
+        self._unproduced.popleft()
         slot.state = SlotState.PRODUCED
         slot.pending_acks = len(slot.outputs)
         slot.value = b""
         if not slot.outputs:
-            slot.state = SlotState.ACKED
+            self._acked(slot)
 
-    @staticmethod
-    def acknowledged(slot: Slot) -> None:
+    def acknowledged(self, slot: Slot) -> None:
+        self._expect(slot, SlotState.PRODUCED)
         slot.pending_acks -= 1
         if slot.pending_acks <= 0:
-            slot.state = SlotState.ACKED
-            slot.outputs = []
+            self._acked(slot)
+
+    def _acked(self, slot: Slot) -> None:
+        slot.state = SlotState.ACKED
+        slot.outputs = []
+        slots = self.slots
+        while (
+            self._acked_prefix < len(slots) and slots[self._acked_prefix].state is SlotState.ACKED
+        ):
+            self._acked_prefix += 1
+
+    def halt(self) -> None:
+        """Kafka refused an output for good: writing later ones would break the order."""
+        self.halted = True
 
     def commit_candidate(self) -> int | None:
         """The offset to commit (next to consume) if it advanced, else None."""
-        candidate = None
-        for slot in self.slots:
-            if slot.state is not SlotState.ACKED:
-                break
-            candidate = slot.offset + 1
-        if candidate is None or candidate in (self._committing, self.committed):
+        if not self._acked_prefix:
+            return None
+        candidate = self.slots[self._acked_prefix - 1].offset + 1
+        if candidate in (self._committing, self.committed):
             return None
         return candidate
 
@@ -112,18 +170,39 @@ class PartitionWindow:
         self._committing = offset
 
     def commit_confirmed(self, offset: int) -> None:
+        acked_to = self.slots[self._acked_prefix - 1].offset + 1 if self._acked_prefix else None
+        if acked_to is None or offset > acked_to:
+            # Not a commit of this window (a late confirmation from before a
+            # reassignment): it cannot move anything here.
+            if self._committing == offset:
+                self._committing = None
+            return
+        if self.committed is not None and offset < self.committed:
+            return  # an older commit's late confirmation
         self.committed = offset
         if self._committing is not None and self._committing <= offset:
             self._committing = None
         while self.slots and self.slots[0].offset < offset:
             self.slots.popleft()
+            self._acked_prefix -= 1
 
     def commit_failed(self) -> None:
         self._committing = None
 
     def abandon_unproduced(self) -> int:
         """Drop slots whose output was not produced (on revocation); returns how many."""
-        kept = [s for s in self.slots if s.state in (SlotState.PRODUCED, SlotState.ACKED)]
-        dropped = len(self.slots) - len(kept)
-        self.slots = collections.deque(kept)
+        dropped = len(self._unproduced)
+        for _ in range(dropped):
+            self.slots.pop()  # the unproduced slots are exactly the tail
+        self._unproduced.clear()
         return dropped
+
+    def unacknowledged(self) -> int:
+        return len(self.slots) - self._acked_prefix
+
+    @staticmethod
+    def _expect(slot: Slot, state: SlotState) -> None:
+        if slot.state is not state:
+            raise WindowStateError(
+                f"slot {slot.offset} is {slot.state.value}, expected {state.value}"
+            )

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vspd.config.secrets import Secret
 from vspd.config.sources import SourceSpec, parse_source
+from vspd.wire import CAMERA_ID_PATTERN, grpc_message_limit
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # Camera ids become Kafka keys, systemd instance names and file names.
-_CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_CAMERA_ID = CAMERA_ID_PATTERN
 
 
 class Section(BaseModel):
@@ -113,9 +114,23 @@ class BrokerConfig(Section):
     # gRPC calls in flight, in total.
     max_in_flight: int = Field(default=32, ge=1)
     # Frames consumed but not yet committed, per partition (the ordered window):
-    # what a crash can make the broker process again.
-    max_in_flight_per_partition: int = Field(default=16, ge=1)
+    # what a crash can make the broker process again (results already written
+    # are not written again). Larger than max_in_flight, so that one busy
+    # camera gets every call while finished frames wait for their commit.
+    max_in_flight_per_partition: int = Field(default=64, ge=1)
+    # Bytes of frames consumed ahead of the windows, all partitions together.
+    # A partition pauses at its share and resumes at half of it. Memory of the
+    # broker: this, plus librdkafka's prefetch (a quarter of this), plus the
+    # windows (max_in_flight_per_partition frames per partition).
+    max_buffered_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    # One call in flight per camera, in capture order (stateful processors):
+    # "auto" asks the processor (Describe), "on"/"off" force it.
+    ordered_calls: Literal["auto", "on", "off"] = "auto"
     group_id: str = "vspd-broker"
+    # Kafka static membership (group.instance.id): a restarted broker gets its
+    # partitions back without waiting for its old session to time out.
+    # "auto": "<host>-<unit>" under systemd, off elsewhere; "": off.
+    group_instance_id: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.:-]{0,200}$")
     assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = "cooperative-sticky"
     call_timeout_s: PositiveSeconds = 10.0
     retry_initial_s: PositiveSeconds = 0.2
@@ -170,7 +185,9 @@ class ProcessorConfig(Section):
     concurrency: Literal["threads", "asyncio"] = "threads"
     workers: int = Field(default=4, ge=1)
     grace_period_s: PositiveSeconds = 10.0
-    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1_000_000)
+    # 0: derived from kafka.message_max_bytes (the one size setting); a value
+    # here may only raise the processor's limit, never lower it below a frame.
+    max_message_bytes: int = Field(default=0, ge=0)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     dnn: DnnConfig = Field(default_factory=DnnConfig)
@@ -380,6 +397,24 @@ class VspdConfig(Section):
     def _cameras(self) -> VspdConfig:
         _unique("camera", [camera.id for camera in self.cameras])
         return self
+
+    @model_validator(mode="after")
+    def _sizes(self) -> VspdConfig:
+        limit = self.processor.max_message_bytes
+        if limit and limit < self.kafka.message_max_bytes:
+            raise ValueError(
+                f"processor.max_message_bytes = {limit} is below kafka.message_max_bytes = "
+                f"{self.kafka.message_max_bytes}: frames that Kafka accepts could never reach "
+                "the processor (leave it 0 to derive it)"
+            )
+        return self
+
+    @property
+    def processor_message_bytes(self) -> int:
+        """The processor's gRPC size limit: what a frame from Kafka can be, plus headroom."""
+        return max(
+            self.processor.max_message_bytes, grpc_message_limit(self.kafka.message_max_bytes)
+        )
 
     def camera(self, camera_id: str) -> CameraConfig:
         for camera in self.cameras:

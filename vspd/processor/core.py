@@ -26,7 +26,7 @@ from vspd.processor.plugin import (
     Output,
     normalise_output,
 )
-from vspd.v1 import frame_pb2, result_pb2
+from vspd.v1 import frame_pb2, processor_pb2, result_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +109,14 @@ class ProcessingCore:
             raise NotReadyError("the processor is still loading its plug-in")
         return self.plugin
 
+    def describe(self) -> processor_pb2.ProcessorInfo:
+        plugin = self._ready()
+        return processor_pb2.ProcessorInfo(
+            processor_name=plugin.name,
+            processor_version=plugin.version,
+            ordered_per_camera=plugin.ordered_per_camera,
+        )
+
     def result(self, frame: frame_pb2.Frame, output: Output, elapsed_ns: int) -> result_pb2.Result:
         plugin = self._ready()
         result = result_pb2.Result(
@@ -117,9 +125,18 @@ class ProcessingCore:
             status=result_pb2.STATUS_OK,
             processing_time_ns=elapsed_ns,
         )
-        # The caller has the image already; sending it back would double the traffic.
-        result.frame.CopyFrom(frame)
-        result.frame.ClearField("image")
+        # The caller has the image already; sending it back would double the
+        # traffic (and copying it only to clear it costs a copy per frame).
+        echoed = result.frame
+        echoed.camera_id, echoed.session_id, echoed.seq = (
+            frame.camera_id,
+            frame.session_id,
+            frame.seq,
+        )
+        echoed.capture_time_unix_ns = frame.capture_time_unix_ns
+        echoed.capture_monotonic_ns = frame.capture_monotonic_ns
+        echoed.width, echoed.height, echoed.encoding = frame.width, frame.height, frame.encoding
+        echoed.metadata.update(frame.metadata)
         for detection in output.detections:
             item = result.detections.add(label=detection.label, confidence=detection.confidence)
             item.box.x_min, item.box.y_min, item.box.x_max, item.box.y_max = detection.box

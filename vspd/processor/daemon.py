@@ -24,7 +24,7 @@ class ProcessorDaemon:
     def __init__(self, config: VspdConfig, registry: CollectorRegistry, stop: StopFlag) -> None:
         self.config = config.processor
         self.core = ProcessingCore(ProcessorMetrics(registry))
-        self.server = ProcessorServer(self.config, self.core)
+        self.server = ProcessorServer(self.config, self.core, config.processor_message_bytes)
         self.stop = stop
 
     def start(self) -> None:

@@ -14,14 +14,26 @@ entry point in the ``vspd.processors`` group. A class is accepted too: it is
 instantiated once at start-up (load models in ``__init__``; the server reports
 SERVING only after that) and then called like a function.
 
-Per-camera state (a tracker, a background model): ``frame.state`` is a dict
-kept per camera for the life of the server; hold ``frame.state_lock`` while
-using it, because calls for one camera can run concurrently.
+Per-camera state (a background model, a tracker): ``frame.state`` is a dict
+kept per camera (the least recently used cameras' states are evicted beyond
+``MAX_CAMERA_STATES``). A plug-in whose state needs each camera's frames one
+at a time and in capture order declares it::
+
+    @ordered_per_camera
+    def detect(frame: FrameView) -> Output: ...
+
+(or a class attribute ``ordered_per_camera = True``). The processor says so to
+the broker (``Processor.Describe``), which then keeps at most one call in
+flight per camera, in capture order. Without it, calls for one camera run
+concurrently and in any order: hold ``frame.state_lock`` while using the state.
+Object tracking across frames belongs where the order is: in such a plug-in,
+or downstream of the results topic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib
 import inspect
 import threading
@@ -86,18 +98,41 @@ class Output:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-class CameraStates:
-    """Per-camera state dicts and locks, created on first use."""
+# Cameras whose state is kept; beyond, the least recently seen is forgotten, so
+# that callers inventing camera ids cannot grow the processor's memory for ever.
+MAX_CAMERA_STATES = 256
 
-    def __init__(self) -> None:
+
+def ordered_per_camera(function: Any) -> Any:
+    """Declare that a plug-in must see each camera's frames one at a time, in order."""
+    function.ordered_per_camera = True
+    return function
+
+
+class CameraStates:
+    """Per-camera state dicts and locks, created on first use, least recently used evicted."""
+
+    def __init__(self, capacity: int = MAX_CAMERA_STATES) -> None:
         self._guard = threading.Lock()
-        self._states: dict[str, tuple[dict[str, Any], threading.Lock]] = {}
+        self._capacity = capacity
+        self._states: collections.OrderedDict[str, tuple[dict[str, Any], threading.Lock]] = (
+            collections.OrderedDict()
+        )
 
     def get(self, camera_id: str) -> tuple[dict[str, Any], threading.Lock]:
         with self._guard:
-            if camera_id not in self._states:
-                self._states[camera_id] = ({}, threading.Lock())
-            return self._states[camera_id]
+            entry = self._states.get(camera_id)
+            if entry is None:
+                entry = ({}, threading.Lock())
+                self._states[camera_id] = entry
+                while len(self._states) > self._capacity:
+                    self._states.popitem(last=False)
+            else:
+                self._states.move_to_end(camera_id)
+            return entry
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
 class FrameView:
@@ -183,6 +218,8 @@ class LoadedPlugin:
     version: str
     function: Callable[[FrameView], Any]
     is_async: bool
+    # Calls for one camera must come one at a time, in capture order.
+    ordered_per_camera: bool = False
 
 
 def normalise_output(value: object) -> Output:
@@ -245,7 +282,8 @@ def make_plugin(name: str, plugin_version: str, target: Any) -> LoadedPlugin:
         raise PluginLoadError(f"plug-in {name!r} is not callable")
     call = getattr(target, "__call__", target)  # noqa: B004 - instances: look at __call__
     is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
-    return LoadedPlugin(name, plugin_version, target, is_async)
+    ordered = bool(getattr(target, "ordered_per_camera", False))
+    return LoadedPlugin(name, plugin_version, target, is_async, ordered)
 
 
 def _distribution_version(module_name: str) -> str:

@@ -18,6 +18,10 @@ _SHADOW_CUTOFF = 200  # MOG2 marks shadows 127 and foreground 255
 
 
 class MotionDetector:
+    # The background model learns from each frame: it must see a camera's
+    # frames in capture order, one at a time.
+    ordered_per_camera = True
+
     def __init__(self, config: MotionConfig) -> None:
         self._config = config
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
