@@ -22,6 +22,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--chaos-seed", type=int, default=None, help="seed of the fault schedule (random if unset)"
     )
+    fuzz = parser.getgroup("fuzz", "hostile input (tests/test_hostile_input.py)")
+    fuzz.addoption("--fuzz-messages", type=int, default=10_000, help="hostile messages per run")
+    fuzz.addoption("--fuzz-seed", type=int, default=None, help="seed (random if unset)")
 
 
 # New consumer groups get their first assignment after about half of this.

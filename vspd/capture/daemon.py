@@ -21,6 +21,7 @@ from vspd.capture.sources.picamera import import_picamera2
 from vspd.config import CameraConfig, VspdConfig
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.service import serve
+from vspd.urls import redact_url
 from vspd.v1 import frame_pb2
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,9 @@ class CaptureDaemon:
         if self.camera.source_spec.kind == "picamera2":
             import_picamera2()  # off a Pi: one clear error now, not a reconnect loop
         structlog.contextvars.bind_contextvars(camera=self.camera.id)
-        log.info("capture session", session_id=self.session_id, source=self.camera.source)
+        source = self.camera.source
+        shown = redact_url(source) if "://" in source else source
+        log.info("capture session", session_id=self.session_id, source=shown)
         self.reader.start()
 
     def step(self) -> None:

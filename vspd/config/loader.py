@@ -161,9 +161,27 @@ def _message(error: Any) -> str:
     message = message.removeprefix("Value error, ")
     if kind not in ("value_error", "assertion_error") and "input" in error:
         shown = error["input"]
-        if not isinstance(shown, dict | list):
-            message += f" (got {shown!r})"
+        names = {str(part) for part in error["loc"] if isinstance(part, str)}
+        if not isinstance(shown, dict | list) and not names & _NEVER_ECHOED:
+            text = repr(shown)
+            message += f" (got {text[:80]}{'…' if len(text) > 80 else ''})"
     return message
+
+
+# Keys whose values may be secrets or carry one (tokens in URLs): never echoed.
+_NEVER_ECHOED = {
+    "password",
+    "sasl_password",
+    "ssl_key_password",
+    "secret",
+    "token",
+    "url",
+    "urls",
+    "source",
+    "bootstrap_servers",
+    "username",
+    "sasl_username",
+}
 
 
 def _keys_at(loc: tuple[int | str, ...]) -> list[str]:

@@ -10,9 +10,17 @@ import re
 from datetime import time
 from functools import cached_property
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, TemplateSyntaxError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from vspd.config.secrets import Secret
 from vspd.config.sources import SourceSpec, parse_source
@@ -34,14 +42,34 @@ def _check_host_port(value: str) -> str:
     return value
 
 
+def _check_http_url(value: str) -> str:
+    """An http(s) URL with a host, no control characters; errors never repeat it."""
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("URL has control characters (CR, LF, ...)")
+    try:
+        parts = urlsplit(value)
+        host, _port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("URL must start with http:// or https://")
+    if not host:
+        raise ValueError("URL has no host")
+    return value
+
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
+# Kafka's own rule for topic names.
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+Host = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]{1,253}$")]
 
 
 class KafkaConfig(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
-    frames_topic: str = "vspd.frames"
-    results_topic: str = "vspd.results"
-    dead_letter_topic: str = "vspd.dead-letter"
+    frames_topic: TopicName = "vspd.frames"
+    results_topic: TopicName = "vspd.results"
+    dead_letter_topic: TopicName = "vspd.dead-letter"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str = ""
@@ -82,6 +110,10 @@ class CameraConfig(Section):
     width: int = Field(default=640, ge=16, le=7680)
     height: int = Field(default=480, ge=16, le=4320)
     jpeg_quality: int = Field(default=80, ge=1, le=100)
+    # Network cameras: the login, kept out of the source URL (and so out of
+    # logs); the password takes credential:NAME. user:pass@ in the URL works too.
+    username: str = Field(default="", max_length=256, pattern=r"^[^\x00-\x1f:@/]*$")
+    password: Secret | None = None
 
     @field_validator("source")
     @classmethod
@@ -276,14 +308,14 @@ class SinkBase(Section):
 
 class WebhookSink(SinkBase):
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl
     secret: Secret | None = None
     signature_header: str = "X-Vspd-Signature"
 
 
 class MqttSink(SinkBase):
     type: Literal["mqtt"]
-    host: str
+    host: Host
     port: int = Field(default=1883, ge=1, le=65535)
     tls: bool = False
     ca_file: str = ""
@@ -295,7 +327,7 @@ class MqttSink(SinkBase):
 
 class EmailSink(SinkBase):
     type: Literal["email"]
-    host: str
+    host: Host
     port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
     username: str = ""
@@ -307,7 +339,7 @@ class EmailSink(SinkBase):
 
 class NtfySink(SinkBase):
     type: Literal["ntfy"]
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl
     token: Secret | None = None
 
 

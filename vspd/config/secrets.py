@@ -13,6 +13,7 @@ A secret key takes one of:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,11 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
     environ = (info.context or {}).get("environ", os.environ)
     if value.startswith("credential:"):
         name = value.removeprefix("credential:")
+        if not _CREDENTIAL_NAME.fullmatch(name):
+            raise ValueError(
+                f"credential name {name[:40]!r} must be a file name in $CREDENTIALS_DIRECTORY "
+                "(letters, digits, '_', '.', '-'; no '/')"
+            )
         directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             raise ValueError(
@@ -39,13 +45,27 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
     return value
 
 
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def _read(path: Path) -> str:
+    # A FIFO or device would block or never end: only a regular file is a secret.
+    if path.exists() and not path.is_file():
+        raise ValueError(f"secret file {str(path)!r} is not a regular file")
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"secret file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ValueError(f"secret file {str(path)!r} cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"secret file {str(path)!r} is larger than {MAX_SECRET_BYTES} bytes")
+    try:
+        return data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from vspd.urls import redact_url
+
 SourceKind = Literal["picamera2", "v4l2", "rtsp", "http", "file", "synthetic"]
 
 _SCHEMES: dict[str, SourceKind] = {
@@ -72,16 +74,26 @@ def _convert(kind: SourceKind, name: str, raw: str) -> str | int | float | bool:
 
 
 def parse_source(uri: str) -> SourceSpec:
-    """Parse a camera source URI; ValueError with a specific reason when it is wrong."""
+    """Parse a camera source URI; ValueError with a specific reason when it is wrong.
+
+    Reasons never repeat a network URL as written (it may hold a password).
+    """
     scheme, sep, rest = uri.partition(":")
     if not sep or scheme.lower() not in _SCHEMES:
         known = ", ".join(f"{s}:" for s in sorted(set(_SCHEMES)))
-        raise ValueError(f"source {uri!r} has no known scheme (one of {known})")
+        shown = redact_url(uri) if "://" in uri else repr(uri[:60])
+        raise ValueError(f"source {shown} has no known scheme (one of {known})")
     kind = _SCHEMES[scheme.lower()]
+    if any(ord(character) < 32 or ord(character) == 127 for character in uri):
+        raise ValueError("source has control characters (CR, LF, ...)")
     if kind in ("rtsp", "http"):
-        parts = urlsplit(uri)
-        if not parts.hostname:
-            raise ValueError(f"source {uri!r} has no host")
+        try:
+            parts = urlsplit(uri)
+            hostname, _port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"source {redact_url(uri)} is not a valid URL: {exc}") from None
+        if not hostname:
+            raise ValueError(f"source {redact_url(uri)} has no host")
         return SourceSpec(uri=uri, kind=kind, target=uri)
     body, _, query = rest.partition("?")
     options = {

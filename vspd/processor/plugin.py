@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from vspd.images import jpeg_size, png_size
 from vspd.processor.errors import InvalidFrameError, PluginLoadError
 from vspd.v1 import frame_pb2
 
@@ -168,9 +169,14 @@ _SIGNATURES: dict[int, bytes] = {
 }
 
 
+# Above this many pixels an image is refused before decoding (8K is 33 MP).
+MAX_PIXELS = 40_000_000
+
+
 def check_image_header(data: bytes, encoding: int, width: int, height: int) -> None:
     """Cheap checks at once, so that even a plug-in that never looks at the
-    pixels rejects a frame that cannot be an image; decoding stays lazy."""
+    pixels rejects a frame that cannot be an image; decoding stays lazy. The
+    size an encoded image declares is read from its header and bounded."""
     if not data:
         raise InvalidFrameError("frame has no image bytes")
     if encoding == frame_pb2.ENCODING_RAW_BGR24:
@@ -185,6 +191,11 @@ def check_image_header(data: bytes, encoding: int, width: int, height: int) -> N
     if not data.startswith(signature):
         name = frame_pb2.Encoding.Name(encoding)
         raise InvalidFrameError(f"image does not decode as {name}: wrong signature")
+    declared = jpeg_size(data) if encoding == frame_pb2.ENCODING_JPEG else png_size(data)
+    if declared is not None and declared[0] * declared[1] > MAX_PIXELS:
+        raise InvalidFrameError(
+            f"image declares {declared[0]}x{declared[1]} pixels, over the limit of {MAX_PIXELS}"
+        )
 
 
 def decode_image(data: bytes, encoding: int, width: int, height: int) -> Image:

@@ -128,7 +128,17 @@ def create_topics(
             outcomes.append(TopicOutcome(topic, created=False, partitions=count, note=note))
     if missing:
         futures = admin.create_topics(
-            [NewTopic(topic, kafka.partitions, kafka.replication_factor) for topic in missing],
+            [
+                NewTopic(
+                    topic,
+                    kafka.partitions,
+                    kafka.replication_factor,
+                    # Apache Kafka refuses messages over 1 MB per topic by default;
+                    # frames (and results with their image) are larger.
+                    config={"max.message.bytes": str(kafka.message_max_bytes)},
+                )
+                for topic in missing
+            ],
             request_timeout=timeout_s,
         )
         for topic, future in futures.items():

@@ -6,6 +6,8 @@ import urllib.error
 import urllib.request
 
 from vspd.alerts.errors import DeliveryError
+from vspd.alerts.sinks.payload import header_value
+from vspd.urls import redact_url
 
 # Worth retrying: the receiver is busy or briefly broken. Other 4xx are final.
 _RETRIABLE_STATUS = {408, 425, 429}
@@ -13,13 +15,17 @@ _RETRIABLE_STATUS = {408, 425, 429}
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
     """POST; DeliveryError (retriable or not) unless the answer is 2xx."""
+    # Values come partly from data (camera ids, messages): no CR/LF can split a header.
+    clean = {name: header_value(value) for name, value in headers.items()}
     # The config only admits http:// and https:// URLs for sinks.
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    request = urllib.request.Request(url, data=body, headers=clean, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
         retriable = exc.code >= 500 or exc.code in _RETRIABLE_STATUS
-        raise DeliveryError(f"HTTP {exc.code} from {url}", retriable=retriable) from None
+        raise DeliveryError(
+            f"HTTP {exc.code} from {redact_url(url)}", retriable=retriable
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise DeliveryError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+        raise DeliveryError(f"{redact_url(url)}: {getattr(exc, 'reason', exc)}") from None

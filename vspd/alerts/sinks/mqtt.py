@@ -7,14 +7,13 @@ Topics under `topic_prefix` (default "vspd"):
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 
 import paho.mqtt.client as mqtt
 
 from vspd.alerts.errors import DeliveryError
-from vspd.alerts.sinks.payload import event_payload
+from vspd.alerts.sinks.payload import event_json
 from vspd.alerts.store import EventRecord
 from vspd.config.model import AlertsConfig
 from vspd.config.model import MqttSink as MqttConfig
@@ -66,7 +65,7 @@ class MqttSink:
     def deliver(self, event: EventRecord, snapshot: bytes | None) -> None:
         client = self._connect()
         topic = f"{self._config.topic_prefix}/{event.camera}/{event.rule}"
-        payload = json.dumps(event_payload(event, self._alerts))
+        payload = event_json(event, self._alerts)
         messages = [(topic, payload.encode())]
         if snapshot is not None:
             messages.append((f"{topic}/snapshot", snapshot))

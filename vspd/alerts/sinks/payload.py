@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,3 +34,28 @@ def event_payload(event: EventRecord, alerts: AlertsConfig) -> dict[str, Any]:
         "snapshot_url": snapshot_url(alerts, event),
         "detections": event.detections,
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers, receivers would refuse the body."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def event_json(event: EventRecord, alerts: AlertsConfig, **dumps: Any) -> str:
+    """The payload as strict JSON (allow_nan=False): what every JSON sink sends."""
+    return json.dumps(_finite(event_payload(event, alerts)), allow_nan=False, **dumps)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_value(text: str) -> str:
+    """A value safe for an HTTP header: no control characters (CR/LF), Latin-1 only, bounded."""
+    cleaned = _CONTROL.sub(" ", text)[:1024]
+    return cleaned.encode("latin-1", "replace").decode("latin-1")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 
 from vspd.alerts.sinks.http import post
-from vspd.alerts.sinks.payload import event_payload
+from vspd.alerts.sinks.payload import event_json
 from vspd.alerts.store import EventRecord
 from vspd.config.model import AlertsConfig
 from vspd.config.model import WebhookSink as WebhookConfig
@@ -24,7 +23,7 @@ class WebhookSink:
         self._alerts = alerts
 
     def deliver(self, event: EventRecord, snapshot: bytes | None) -> None:
-        body = json.dumps(event_payload(event, self._alerts), separators=(",", ":")).encode()
+        body = event_json(event, self._alerts, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "vspd",

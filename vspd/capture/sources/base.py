@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,26 +45,3 @@ class FrameSource(Protocol):
     def read(self) -> Captured: ...
 
     def close(self) -> None: ...
-
-
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding it."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    index = 2
-    while index + 4 <= len(data):
-        if data[index] != 0xFF:
-            return None
-        marker = data[index + 1]
-        if marker == 0xFF:
-            index += 1
-            continue
-        (length,) = struct.unpack(">H", data[index + 2 : index + 4])
-        if marker in _SOF_MARKERS and index + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
-            return int(width), int(height)
-        index += 2 + length
-    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import urllib.error
@@ -11,8 +12,10 @@ from typing import Any
 import structlog
 
 from vspd.capture.errors import SourceUnavailableError
-from vspd.capture.sources.base import Captured, jpeg_size
+from vspd.capture.sources.base import Captured
 from vspd.config.model import CameraConfig
+from vspd.images import jpeg_size
+from vspd.urls import redact_url, split_login
 
 log = structlog.get_logger(__name__)
 
@@ -25,27 +28,41 @@ class MjpegHttpSource:
     paced_by_reader = False
 
     def __init__(self, camera: CameraConfig) -> None:
-        self._url = camera.source_spec.target
+        # The login goes in an Authorization header, never into the host name
+        # or a log line: only the redacted URL is ever shown.
+        self._url, username, password = split_login(camera.source_spec.target)
+        if camera.username:
+            username = camera.username
+        if camera.password is not None:
+            password = camera.password.get_secret_value()
+        self._shown = redact_url(camera.source_spec.target)
+        self._headers = {"User-Agent": "vspd"}
+        if username or password:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
         self._response: Any = None
         self._boundary = b""
 
     def open(self) -> None:
-        request = urllib.request.Request(self._url, headers={"User-Agent": "vspd"})  # noqa: S310 - http(s) checked by config
+        request = urllib.request.Request(self._url, headers=self._headers)  # noqa: S310 - http(s) checked by config
         try:
             response = urllib.request.urlopen(request, timeout=READ_TIMEOUT_S)  # noqa: S310
+        except urllib.error.HTTPError as exc:
+            raise SourceUnavailableError(f"cannot open {self._shown}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise SourceUnavailableError(f"cannot open {self._url}: {exc}") from None
+            reason = getattr(exc, "reason", exc)
+            raise SourceUnavailableError(f"cannot open {self._shown}: {reason}") from None
         content_type = response.headers.get("Content-Type", "")
         match = _BOUNDARY.search(content_type)
         if "multipart" not in content_type.lower() or not match:
             response.close()
             raise SourceUnavailableError(
-                f"{self._url} is not an MJPEG stream (Content-Type {content_type!r})"
+                f"{self._shown} is not an MJPEG stream (Content-Type {content_type!r})"
             )
         boundary = match.group(1)
         self._boundary = b"--" + boundary.removeprefix("--").encode()
         self._response = response
-        log.info("source opened", source=self._url)
+        log.info("source opened", source=self._shown)
 
     def read(self) -> Captured:
         if self._response is None:
@@ -53,11 +70,11 @@ class MjpegHttpSource:
         try:
             data = self._next_part()
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise SourceUnavailableError(f"{self._url}: {exc}") from None
+            raise SourceUnavailableError(f"{self._shown}: {exc}") from None
         captured = Captured.now(jpeg=data)
         size = jpeg_size(data)
         if size is None:
-            raise SourceUnavailableError(f"{self._url} sent a part that is not a JPEG")
+            raise SourceUnavailableError(f"{self._shown} sent a part that is not a JPEG")
         captured.width, captured.height = size
         return captured
 

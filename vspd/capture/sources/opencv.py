@@ -15,6 +15,7 @@ import structlog
 from vspd.capture.errors import SourceEndedError, SourceUnavailableError
 from vspd.capture.sources.base import Captured
 from vspd.config.model import CameraConfig
+from vspd.urls import redact_url, with_login
 
 log = structlog.get_logger(__name__)
 
@@ -45,12 +46,17 @@ class OpenCvSource:
                 # Raw MJPEG buffers out of read(): pass the camera's JPEG through.
                 self._passthrough = bool(capture.set(cv2.CAP_PROP_CONVERT_RGB, 0))
         else:
-            capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
+            target = spec.target
+            if camera.username or camera.password is not None:
+                password = camera.password.get_secret_value() if camera.password else ""
+                target = with_login(target, camera.username, password)
+            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        shown = redact_url(spec.uri) if "://" in spec.uri else spec.uri
         if not capture.isOpened():
             capture.release()
-            raise SourceUnavailableError(f"cannot open {spec.uri}")
+            raise SourceUnavailableError(f"cannot open {shown}")
         self._capture = capture
-        log.info("source opened", source=spec.uri, passthrough=self._passthrough)
+        log.info("source opened", source=shown, passthrough=self._passthrough)
 
     def read(self) -> Captured:
         if self._capture is None:
@@ -63,7 +69,9 @@ class OpenCvSource:
                 if not ok or frame is None:
                     raise SourceEndedError(f"end of {self._spec.target}")
             else:
-                raise SourceUnavailableError(f"{self._spec.uri} stopped delivering frames")
+                raise SourceUnavailableError(
+                    f"{redact_url(self._spec.uri)} stopped delivering frames"
+                )
         captured = Captured.now()
         if self._passthrough and frame.ndim <= 2 and (frame.shape[0] == 1 or frame.ndim == 1):
             captured.jpeg = np.ascontiguousarray(frame).tobytes()
