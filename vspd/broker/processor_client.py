@@ -77,10 +77,7 @@ class ProcessorClient:
             ("grpc.max_send_message_length", self.max_call_bytes),
             ("grpc.http2.max_frame_size", 16 * 1024 * 1024 - 1),  # results in one DATA frame
         ]
-        credentials = None
-        if config.processor_tls:
-            root = Path(config.processor_ca_file).read_bytes() if config.processor_ca_file else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+        credentials = channel_credentials(config)
         self._channels = [
             grpc.secure_channel(address, credentials, options=options)
             if credentials is not None
@@ -166,6 +163,21 @@ class ProcessorClient:
     def close(self) -> None:
         for channel in self._channels:
             channel.close()
+
+
+def channel_credentials(config: BrokerConfig) -> grpc.ChannelCredentials | None:
+    """TLS to the processor (and this broker's certificate, for mutual TLS); None: plaintext."""
+    if not config.processor_tls:
+        return None
+
+    def read(path: str) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(config.processor_ca_file),
+        private_key=read(config.processor_key_file),
+        certificate_chain=read(config.processor_cert_file),
+    )
 
 
 def _failure(future: Any, started: float) -> CallOutcome | None:

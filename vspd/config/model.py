@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import time
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -56,6 +57,28 @@ def _check_http_url(value: str) -> str:
     if not host:
         raise ValueError("URL has no host")
     return value
+
+
+def _check_pair(name: str, cert: str, key: str) -> None:
+    if bool(cert) != bool(key):
+        stem = name.removesuffix("cert_file")
+        raise ValueError(f"{stem}cert_file and {stem}key_file go together")
+
+
+def _check_readable(path: str) -> None:
+    """A file the daemon must read at start: caught by check-config, not by a crash."""
+    if not path:
+        return
+    target = Path(path)
+    if not target.exists():
+        raise ValueError(f"{path!r} does not exist")
+    if not target.is_file():  # a FIFO would block the reader for ever
+        raise ValueError(f"{path!r} is not a regular file")
+    try:
+        with target.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
 
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -141,8 +164,13 @@ class BrokerConfig(Section):
         default_factory=lambda: ["127.0.0.1:50051"], min_length=1
     )
     processor_api: Literal["vspd", "detector"] = "vspd"
+    # TLS to the processor (never an insecure fallback once on): the CA that
+    # signed its certificate (empty: the system's), and for mutual TLS this
+    # broker's own certificate and key.
     processor_tls: bool = False
     processor_ca_file: str = ""
+    processor_cert_file: str = ""
+    processor_key_file: str = ""
     # gRPC calls in flight, in total.
     max_in_flight: int = Field(default=32, ge=1)
     # Frames consumed but not yet committed, per partition (the ordered window):
@@ -178,6 +206,16 @@ class BrokerConfig(Section):
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         return [_check_host_port(address) for address in value]
+
+    @model_validator(mode="after")
+    def _tls(self) -> BrokerConfig:
+        _check_pair("processor_cert_file", self.processor_cert_file, self.processor_key_file)
+        files = (self.processor_ca_file, self.processor_cert_file, self.processor_key_file)
+        if any(files) and not self.processor_tls:
+            raise ValueError("processor_ca_file/cert/key are set but processor_tls is false")
+        for path in files:
+            _check_readable(path)
+        return self
 
 
 class MotionConfig(Section):
@@ -220,6 +258,11 @@ class ProcessorConfig(Section):
     # 0: derived from kafka.message_max_bytes (the one size setting); a value
     # here may only raise the processor's limit, never lower it below a frame.
     max_message_bytes: int = Field(default=0, ge=0)
+    # TLS: this server's certificate and key (PEM). With tls_client_ca_file,
+    # only clients with a certificate signed by that CA get in (mutual TLS).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
     motion: MotionConfig = Field(default_factory=MotionConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     dnn: DnnConfig = Field(default_factory=DnnConfig)
@@ -228,6 +271,15 @@ class ProcessorConfig(Section):
     @classmethod
     def _listen(cls, value: str) -> str:
         return _check_host_port(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> ProcessorConfig:
+        _check_pair("tls_cert_file", self.tls_cert_file, self.tls_key_file)
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        for path in (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file):
+            _check_readable(path)
+        return self
 
     @model_validator(mode="after")
     def _dnn(self) -> ProcessorConfig:

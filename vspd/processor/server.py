@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -203,6 +204,23 @@ def _options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(config: ProcessorConfig) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS (client certificate required) with a client CA."""
+    if not config.tls_cert_file:
+        return None
+    try:
+        key = Path(config.tls_key_file).read_bytes()
+        chain = Path(config.tls_cert_file).read_bytes()
+        client_ca = (
+            Path(config.tls_client_ca_file).read_bytes() if config.tls_client_ca_file else None
+        )
+    except OSError as exc:
+        raise ProcessorError(f"cannot read TLS files: {exc}") from None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 def _services(config: ProcessorConfig) -> list[str]:
     return {"vspd": [PROCESSOR_SERVICE], "detector": [DETECTOR_SERVICE]}[config.api]
 
@@ -257,9 +275,15 @@ class ProcessorServer:
         self.core.close()
 
     def _bind(self, server: Any) -> None:
-        port = server.add_insecure_port(self.config.listen)
+        credentials = server_credentials(self.config)
+        if credentials is None:
+            port = server.add_insecure_port(self.config.listen)
+        else:
+            port = server.add_secure_port(self.config.listen, credentials)
         if not port:
-            raise ProcessorError(f"cannot listen on {self.config.listen}")
+            raise ProcessorError(
+                f"cannot listen on {self.config.listen} (in use, or not an address here)"
+            )
         self.port = port
 
     def _start_threaded(self) -> None:
