@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,96 @@ def test_user_mistake_on_command_line_is_one_line_not_a_traceback(tmp_path: Path
         run.stderr.strip()
         == f"{path}: kafka.partitions: Input should be greater than or equal to 1 (got 0)"
     )
+
+
+HOSTILE_CONFIGS = {
+    "not UTF-8": (b"\xff\xfe[kafka]\n", "is not UTF-8"),
+    "nested too deeply": (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    "huge integer": (b"[kafka]\npartitions = 99999999999999999999999999\n", "kafka.partitions"),
+    "infinite seconds": (b"[processor]\ngrace_period_s = inf\n", "finite"),
+    "empty topic": (b'[kafka]\nframes_topic = ""\n', "kafka.frames_topic"),
+    "topic with a slash": (b'[kafka]\nresults_topic = "a/b"\n', "kafka.results_topic"),
+    "url without host": (
+        b'[[alerts.sinks]]\ntype = "webhook"\nname = "w"\nurl = "http://"\n',
+        "URL has no host",
+    ),
+    "CR/LF in a url": (
+        b'[[alerts.sinks]]\ntype = "ntfy"\nname = "n"\nurl = "https://x/\\r\\nX: y"\n',
+        "control characters",
+    ),
+    "credential escaping its directory": (
+        b'[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "u"\n'
+        b'sasl_password = "credential:../etc/shadow"\n',
+        "credential name",
+    ),
+    "empty MQTT host": (
+        b'[[alerts.sinks]]\ntype = "mqtt"\nname = "m"\nhost = ""\n',
+        "alerts.sinks[m].host",
+    ),
+    "unknown librdkafka option": (
+        b'[kafka.librdkafka]\n"bogus.option" = 1\n',
+        "librdkafka refuses it",
+    ),
+    "unknown Jinja filter": (
+        b'[[alerts.rules]]\nname = "r"\nmessage = "{{ x|nosuchfilter }}"\n',
+        "No filter named",
+    ),
+    "missing TLS file": (
+        b'[processor]\ntls_cert_file = "/nonexistent.pem"\ntls_key_file = "/nonexistent.key"\n',
+        "does not exist",
+    ),
+    "port overflow": (b'[broker]\nprocessor_addresses = ["a:99999"]\n', "is not host:port"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+def test_check_config_names_every_hostile_input_in_one_line(case: str, tmp_path: Path) -> None:
+    content, reason = HOSTILE_CONFIGS[case]
+    path = tmp_path / "vspd.toml"
+    path.write_bytes(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert reason in output, output
+    assert all(line.startswith(str(path)) for line in output.splitlines() if line), output
+
+
+def test_check_config_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "vspd.toml"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "vspd", "check-config", "--config", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "is not a regular file" in done.stderr + done.stdout
+
+
+def test_check_config_never_shows_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "vspd.toml"
+    path.write_text(
+        '[[cameras]]\nid = "door"\nsource = "http://admin:hunter2@cam.example:99999/video"\n'
+        '[[alerts.sinks]]\ntype = "webhook"\nname = "w"\nurl = 42\n'
+        '[[alerts.sinks]]\ntype = "ntfy"\nname = "n"\nurl = "ftp://ntfy.example/topic-s3cret"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "hunter2" not in output
+    assert "s3cret" not in output

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from vspd import wire
 from vspd.alerts import reports, snapshots, store
 from vspd.alerts.delivery import DeliveryWorker
+from vspd.alerts.errors import AlertsError
 from vspd.alerts.metrics import AlertsMetrics
 from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
 from vspd.alerts.sinks import build_sink
@@ -78,7 +79,12 @@ class AlertsDaemon:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
-        self.connection = store.connect(self.database)
+        try:
+            self.connection = store.connect(self.database)
+        except (OSError, sqlite3.Error) as exc:
+            raise AlertsError(
+                f"cannot open the store {self.database}: {exc} (is state_dir writable by this user?)"
+            ) from None
         self._consumed = store.consumed_offsets(self.connection)
         for row in self.connection.execute(
             "SELECT rule, camera, matches, last_alert_ns FROM rule_state"

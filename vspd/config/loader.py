@@ -64,18 +64,36 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError(_problems(exc, str(path), env_origins, data)) from None
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file as TOML, or one clear problem: never a traceback, never a hang."""
+
+    def problem(reason: str) -> ConfigError:
+        return ConfigError([ConfigProblem(str(path), "", reason)])
+
     try:
+        if path.exists() and not path.is_file():
+            raise problem("is not a regular file")  # a FIFO or device would block
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), "", "file does not exist")]) from None
+        raise problem("file does not exist") from None
     except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(str(path), "", f"cannot be read: {exc.strerror}")]
-        ) from None
+        raise problem(f"cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise problem(f"is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise problem(f"is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem(str(path), "", f"not valid TOML: {exc}")]) from None
+        raise problem(f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise problem("not valid TOML: nested too deeply") from None
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -106,7 +124,7 @@ def _env_value(raw: str) -> Any:
     if stripped.startswith("["):
         try:
             return tomllib.loads(f"value = {stripped}")["value"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             return raw
     return raw
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, TemplateSyntaxError
+from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -81,7 +82,8 @@ def _check_readable(path: str) -> None:
         raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
 
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# Finite, and at most a day: "inf" or 1e300 seconds would overflow timers at start.
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 # Kafka's own rule for topic names.
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
@@ -104,9 +106,9 @@ class KafkaConfig(Section):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     # Camera frames are large: 8 MiB fits a 4K JPEG with room to spare.
     message_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1_000_000, le=256 * 1024 * 1024)
-    partitions: int = Field(default=8, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    session_timeout_ms: int = Field(default=45_000, ge=1_000)
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=100)
+    session_timeout_ms: int = Field(default=45_000, ge=1_000, le=3_600_000)
     # Raw librdkafka settings for what vspd does not model; they win over vspd's.
     librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
@@ -115,6 +117,25 @@ class KafkaConfig(Section):
     def _servers(cls, value: str) -> str:
         for server in value.split(","):
             _check_host_port(server.strip())
+        return value
+
+    @field_validator("librdkafka")
+    @classmethod
+    def _librdkafka(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        """librdkafka itself judges its options (a client is made, nothing is connected)."""
+        if not value:
+            return value
+        from confluent_kafka import KafkaException, Producer
+
+        try:
+            settings = {key: item for key, item in value.items() if key != "bootstrap.servers"}
+            Producer({**settings, "log_level": 0})  # consumer-only options: no warning here
+        except (KafkaException, ValueError, TypeError) as exc:
+            error = exc.args[0] if exc.args else exc
+            reason = error.str() if hasattr(error, "str") else str(error)
+            raise ValueError(f"librdkafka refuses it: {reason}") from None
         return value
 
     @model_validator(mode="after")
@@ -339,9 +360,12 @@ class RuleConfig(Section):
     @classmethod
     def _template(cls, value: str) -> str:
         try:
-            Environment(autoescape=False).parse(value)  # noqa: S701 - plain text, not HTML
+            # Compiling (not only parsing) also finds unknown filters and tests.
+            SandboxedEnvironment(autoescape=False).from_string(value)
         except TemplateSyntaxError as exc:
             raise ValueError(f"message template: {exc.message} (line {exc.lineno})") from None
+        except TemplateError as exc:
+            raise ValueError(f"message template: {exc.message}") from None
         return value
 
     def quiet_spans(self) -> list[tuple[time, time]]:
