@@ -104,6 +104,7 @@ def test_nothing_runs_until_configured(booted: BootedSystem) -> None:
     assert booted.sh("id vspd").startswith("uid=")
     assert "video" in booted.sh("id -nG vspd")
     assert booted.sh("stat -c '%a %U' /etc/vspd/credentials").strip() == "700 root"
+    assert booted.sh("stat -c '%a %U %G' /etc/vspd/vspd.toml").strip() == "640 root vspd"
     # The shipped default is the commented example, and it is valid.
     assert "vspd.toml: ok" in booted.sh("vspd check-config --config /etc/vspd/vspd.toml")
 
