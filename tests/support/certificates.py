@@ -36,7 +36,9 @@ class Authority:
         )  # fmt: skip
         return authority
 
-    def issue(self, common_name: str, server: bool = True) -> Pair:
+    def issue(
+        self, common_name: str, server: bool = True, hosts: str = "DNS:localhost,IP:127.0.0.1"
+    ) -> Pair:
         base = self.directory / f"{self.name}-{common_name}"
         key, request, cert = (
             base.with_suffix(".key"),
@@ -45,9 +47,7 @@ class Authority:
         )
         extensions = base.with_suffix(".ext")
         usage = "serverAuth" if server else "clientAuth"
-        extensions.write_text(
-            f"subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage={usage}\n"
-        )
+        extensions.write_text(f"subjectAltName={hosts}\nextendedKeyUsage={usage}\n")
         _openssl(
             "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={common_name}",
             "-keyout", str(key), "-out", str(request),

@@ -31,7 +31,7 @@ from vspd.alerts.metrics import AlertsMetrics
 from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
 from vspd.alerts.sinks import build_sink
 from vspd.config import VspdConfig
-from vspd.runtime.kafka import consumer_settings, producer_settings
+from vspd.runtime.kafka import KafkaErrorLog, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.service import serve
 from vspd.v1 import result_pb2
@@ -54,6 +54,7 @@ class AlertsDaemon:
     def __init__(self, config: VspdConfig, registry: CollectorRegistry) -> None:
         self.config = config
         self.settings = config.alerts
+        self._kafka_errors = KafkaErrorLog("vspd-alerts")
         self.metrics = AlertsMetrics(registry)
         self.state_dir = Path(self.settings.state_dir)
         self.reports_dir = Path(self.settings.reports_dir)
@@ -362,7 +363,7 @@ class AlertsDaemon:
         pass  # every consumed batch is committed right after its transaction
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        log.warning("kafka", error=error.str(), code=error.name())
+        self._kafka_errors(error)  # named (authentication, certificate, ...), once a minute
 
     # -- reports ---------------------------------------------------------------
     def _write_reports(self) -> None:

@@ -31,7 +31,7 @@ from vspd.broker.processor_client import ProcessorClient
 from vspd.broker.recovery import WrittenResults
 from vspd.broker.writer import ResultWriter
 from vspd.config import VspdConfig
-from vspd.runtime.kafka import common_settings, consumer_settings, producer_settings
+from vspd.runtime.kafka import KafkaErrorLog, common_settings, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.service import serve
 
@@ -79,6 +79,7 @@ class BrokerDaemon:
     def __init__(self, config: VspdConfig, registry: CollectorRegistry) -> None:
         self.config = config
         self.settings = config.broker
+        self._kafka_errors = KafkaErrorLog("vspd-broker")
         self.metrics = BrokerMetrics(registry)
         kafka = config.kafka
         self.outputs = OutputBuilder(kafka, self.settings)
@@ -215,7 +216,7 @@ class BrokerDaemon:
         self.partitions.on_commit(error, partitions)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        log.warning("kafka", error=error.str(), code=error.name())
+        self._kafka_errors(error)  # named (authentication, certificate, ...), once a minute
 
     # -- status --------------------------------------------------------------
     def _observe(self) -> None:

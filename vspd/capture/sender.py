@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from vspd.capture.metrics import CaptureMetrics
 from vspd.config.model import VspdConfig
-from vspd.runtime.kafka import producer_settings
+from vspd.runtime.kafka import KafkaErrorLog, producer_settings
 from vspd.wire import frame_key
 
 log = structlog.get_logger(__name__)
@@ -48,6 +48,7 @@ class FrameSender:
         self.dropped_buffer_full = 0
         self.failed = 0
         self._burst_dropped = 0
+        self._errors = KafkaErrorLog("vspd-capture")
         self.producer = Producer(
             producer_settings(
                 config.kafka,
@@ -127,7 +128,8 @@ class FrameSender:
 
     def _on_error(self, error: KafkaError) -> None:
         # Transport errors are normal during an outage; librdkafka keeps retrying.
-        log.warning("kafka", error=error.str(), code=error.name())
+        # Each distinct failure is named (authentication, certificate, ...) once a minute.
+        self._errors(error)
 
     def flush(self, timeout_s: float) -> int:
         """Send everything still buffered; returns how many frames were left undelivered."""

@@ -41,8 +41,10 @@ def tansu_binary() -> Path:
 
 
 class EmbeddedKafka:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, advertised_port: int | None = None) -> None:
         self.port = free_port()
+        # Clients are told to connect here (a TLS front in the tests); default: the broker itself.
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +62,7 @@ class EmbeddedKafka:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://127.0.0.1:{self.advertised_port}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -7,6 +7,9 @@ settings and calls that both know are used.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +23,55 @@ from vspd.errors import KafkaSetupError
 
 log = structlog.get_logger(__name__)
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
+# What librdkafka's errors mean to an operator. Checked in order; the first match names it.
+_FAILURES: tuple[tuple[str, str, str], ...] = (
+    (
+        "_AUTHENTICATION",
+        "",
+        "authentication failed: wrong sasl_username/sasl_password or mechanism",
+    ),
+    ("", "SASL", "authentication failed: wrong sasl_username/sasl_password or mechanism"),
+    ("", "Authentication", "authentication failed: wrong sasl_username/sasl_password or mechanism"),
+    ("", "hostname", "the broker's certificate does not match its host name"),
+    ("", "Hostname", "the broker's certificate does not match its host name"),
+    ("", "certificate verify failed", "the broker's certificate is not trusted (ssl_ca_location)"),
+    ("", "alert", "the broker refused this client's TLS (a client certificate it trusts?)"),
+    ("_SSL", "", "TLS failed"),
+    ("_RESOLVE", "", "the host name cannot be resolved"),
+    ("", "Connection refused", "unreachable: connection refused"),
+    ("", "timed out", "unreachable: connection timed out"),
+)
+# Failures that waiting will not cure: say so at once instead of after a timeout.
+FINAL_FAILURE_WORDS = ("authentication", "certificate", "TLS")
+
+
+def describe_failure(error: KafkaError) -> str:
+    """One line naming what went wrong: authentication, certificate, host name, unreachable."""
+    name, text = str(error.name()), str(error.str())
+    for code, words, meaning in _FAILURES:
+        if (code and name == code) or (words and words in text):
+            return f"{meaning} ({text})"
+    return text
+
+
+class KafkaErrorLog:
+    """librdkafka's error_cb: each distinct failure logged once a minute, named."""
+
+    def __init__(self, client: str) -> None:
+        self._client = client
+        self._last: dict[str, float] = {}
+        self.last_failure = ""
+
+    def __call__(self, error: KafkaError) -> None:
+        reason = describe_failure(error)
+        self.last_failure = reason
+        key = reason.split(" (", 1)[0]
+        now = time.monotonic()
+        if now - self._last.get(key, float("-inf")) >= 60:
+            self._last[key] = now
+            log.warning("kafka", client=self._client, error=reason, code=error.name())
 
 
 def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
@@ -95,6 +147,58 @@ def consumer_settings(
     return settings
 
 
+def _list_topics(
+    admin: AdminClient, kafka: KafkaConfig, errors: KafkaErrorLog, timeout_s: float
+) -> Any:
+    """The cluster's topics; a failure that waiting cannot cure is named at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_topics(timeout=1.0).topics
+        except KafkaException:
+            admin.poll(0)  # error_cb runs only when the client is polled
+            failure = errors.last_failure
+            final = any(word in failure.split(" (", 1)[0] for word in FINAL_FAILURE_WORDS)
+            if final or time.monotonic() >= deadline:
+                reason = failure or "no answer"
+                if "certificate" in reason.split(" (", 1)[0]:
+                    reason = probe_certificate(kafka) or reason
+                raise KafkaSetupError(
+                    f"cannot use Kafka at {kafka.bootstrap_servers}: {reason}"
+                ) from None
+
+
+def probe_certificate(kafka: KafkaConfig) -> str:
+    """Why the first broker's certificate fails verification, in OpenSSL's own words.
+
+    librdkafka says only "certificate verify failed"; one handshake of our own
+    with the same CA tells an untrusted issuer from a host-name mismatch.
+    """
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location or None)
+        if kafka.ssl_certificate_location and kafka.ssl_key_location:
+            password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
+            context.load_cert_chain(
+                kafka.ssl_certificate_location, kafka.ssl_key_location, password
+            )
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return ""
+    except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in _NAME_MISMATCH:
+            return f"the broker's certificate does not match its host name {host!r} ({exc.verify_message})"
+        return f"the broker's certificate is not trusted (ssl_ca_location): {exc.verify_message}"
+    except (OSError, ValueError):
+        return ""
+
+
+_NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 @dataclass(frozen=True)
 class TopicOutcome:
     topic: str
@@ -111,12 +215,10 @@ def create_topics(
     kafka: KafkaConfig, topics: Iterable[str] | None = None, timeout_s: float = 15.0
 ) -> list[TopicOutcome]:
     """Create the topics that do not exist yet; existing ones are left untouched."""
-    admin = AdminClient(common_settings(kafka, "vspd-admin"))
+    errors = KafkaErrorLog("vspd-admin")
+    admin = AdminClient({**common_settings(kafka, "vspd-admin"), "error_cb": errors})
     wanted = list(topics if topics is not None else configured_topics(kafka))
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise KafkaSetupError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from None
+    existing = _list_topics(admin, kafka, errors, timeout_s)
     outcomes: list[TopicOutcome] = []
     missing = [topic for topic in wanted if topic not in existing]
     for topic in wanted:
