@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -10,11 +11,14 @@ from typing import Any
 
 import cv2
 import grpc
+import h2.config
+import h2.connection
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.plugins import sample
+from tests.support.frames import frames_for, tiny_jpeg
 from tests.support.tansu import free_port
 from vspd.capture.sources.synthetic import SyntheticScene
 from vspd.config.model import ProcessorConfig
@@ -451,3 +455,57 @@ def test_detector_contract_serves_any_plugin_with_pixel_boxes(
     )
     assert raw.detections[0].x2 == pytest.approx(100)
     assert running.check("Detector") == SERVING
+
+
+def _send_headers_only(port: int) -> socket.socket:
+    """A hostile client: opens a Process call (HTTP/2 HEADERS) and never sends its body."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    connection.send_headers(
+        1,
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", f"127.0.0.1:{port}"),
+            (":path", "/vspd.v1.Processor/Process"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ],
+        end_stream=False,
+    )
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(connection.data_to_send())
+    return sock
+
+
+def test_calls_that_never_send_their_body_hold_no_worker(
+    start_server: Callable[..., Running],
+) -> None:
+    running = start_server(plugin="tests.plugins.sample:behave", workers=2)
+    hostile = [_send_headers_only(running.server.port) for _ in range(8)]
+    try:
+        # Health and real calls are still answered, by the two workers the plug-in has.
+        assert running.check() == SERVING
+        frame = frame_pb2.Frame.FromString(frames_for(["after"], 1)[0][1])
+        result = running.processor.Process(frame, timeout=10)
+        assert result.attributes["seen"] == "0"
+    finally:
+        for sock in hostile:
+            sock.close()
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(
+    start_server: Callable[..., Running],
+) -> None:
+    running = start_server(plugin="tests.plugins.sample:behave")
+    data = bytearray(tiny_jpeg())
+    index = 2
+    while data[index + 1] not in (0xC0, 0xC2):
+        index += 2 + int.from_bytes(data[index + 2 : index + 4], "big")
+    data[index + 5 : index + 9] = (20000).to_bytes(2, "big") * 2
+    frame = frame_pb2.Frame.FromString(frames_for(["huge"], 1)[0][1])
+    frame.image = bytes(data)
+    with pytest.raises(grpc.RpcError) as failure:
+        running.processor.Process(frame, timeout=10)
+    assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "20000x20000" in (failure.value.details() or "")

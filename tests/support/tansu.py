@@ -15,8 +15,7 @@ class TansuBroker(EmbeddedKafka):
     """SIGSTOP/SIGCONT make a broker that hangs without closing connections."""
 
     def __init__(self, port: int, log_path: Path) -> None:
-        super().__init__(log_path)
-        self.port = port
+        super().__init__(log_path, port)
 
     def pause(self) -> None:
         assert self.process is not None

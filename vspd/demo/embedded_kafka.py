@@ -41,8 +41,10 @@ def tansu_binary() -> Path:
 
 
 class EmbeddedKafka:
-    def __init__(self, log_path: Path, advertised_port: int | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, log_path: Path, port: int | None = None, advertised_port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         # Clients are told to connect here (a TLS front in the tests); default: the broker itself.
         self.advertised_port = advertised_port or self.port
         self.log_path = log_path

@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vspd.legacy import detector_pb2
 from vspd.processor.errors import InvalidFrameError
 from vspd.processor.plugin import (
-    AsyncBridge,
     CameraStates,
     FrameView,
     LoadedPlugin,
@@ -65,28 +64,15 @@ class ProcessingCore:
         self.metrics = metrics
         self.plugin: LoadedPlugin | None = None
         self.states = CameraStates()
-        self._bridge: AsyncBridge | None = None
         self.ok = 0
         self.failed = 0
         self.in_flight = 0
 
     def set_plugin(self, plugin: LoadedPlugin) -> None:
-        if plugin.is_async and self._bridge is None:
-            self._bridge = AsyncBridge()
         self.plugin = plugin
 
     def close(self) -> None:
-        if self._bridge is not None:
-            self._bridge.close()
-
-    # The sync path (thread-pool server).
-    def call_sync(self, view: FrameView, time_remaining: float | None) -> Output:
-        plugin = self._ready()
-        if plugin.is_async:
-            if self._bridge is None:
-                raise NotReadyError("async bridge missing")
-            return normalise_output(self._bridge.run(plugin.function(view), time_remaining))
-        return normalise_output(plugin.function(view))
+        """Nothing to release: plug-ins run on the server's loop and pool."""
 
     # The asyncio path (grpc.aio server); sync plug-ins run in its executor.
     async def call_async(

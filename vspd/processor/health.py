@@ -3,8 +3,9 @@ and each served service by its full name."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,8 +15,8 @@ from vspd.health.v1 import health_pb2, health_pb2_grpc
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
-# How often a Watch stream wakes up to notice that the server is shutting down.
-_WATCH_POLL_S = 1.0
+# How often a Watch stream looks for a change (and for the server shutting down).
+_WATCH_POLL_S = 0.2
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):
@@ -39,25 +40,28 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         with self._changed:
             return self._status.get(service)
 
-    def Check(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Any
     ) -> health_pb2.HealthCheckResponse:
+        # A coroutine on the server's event loop: no worker thread, so a flood of
+        # slow or hostile calls to the plug-in cannot keep health from answering.
         status = self.status_of(request.service)
         if status is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
-    def Watch(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
-    ) -> Iterator[health_pb2.HealthCheckResponse]:
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, _context: Any
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last = None
-        while context.is_active():
-            with self._changed:
-                status = self._status.get(request.service, SERVICE_UNKNOWN)
-                if status == last:
-                    if self._closed:
-                        return
-                    self._changed.wait(_WATCH_POLL_S)
-                    continue
-            last = status
-            yield health_pb2.HealthCheckResponse(status=status)
+        while True:
+            status = self.status_of(request.service)
+            if status is None:
+                status = SERVICE_UNKNOWN
+            if status != last:
+                last = status
+                yield health_pb2.HealthCheckResponse(status=status)
+            elif self._closed:
+                return
+            # A client that goes away cancels this generator here.
+            await asyncio.sleep(_WATCH_POLL_S)

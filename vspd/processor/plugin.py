@@ -32,7 +32,6 @@ or downstream of the results topic.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import importlib
 import inspect
@@ -302,28 +301,3 @@ def _distribution_version(module_name: str) -> str:
         return version(module_name.split(".", maxsplit=1)[0])
     except PackageNotFoundError:
         return ""
-
-
-class AsyncBridge:
-    """Runs async plug-ins from worker threads on one private event loop."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="plugin-loop", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, awaitable: Awaitable[Any], timeout: float | None) -> Any:
-        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop)
-        return future.result(timeout)
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable

@@ -1,9 +1,9 @@
 """The gRPC server: vspd.v1.Processor and/or Detector.Detect, plus grpc.health.v1.
 
-Two concurrency models, one behaviour:
-- threads: grpc.server with a pool of `workers` threads (sync plug-ins run directly);
-- asyncio: grpc.aio.server on its own loop (async plug-ins are awaited, sync
-  ones run in a pool of `workers` threads).
+One grpc.aio server on its own event loop, whatever the plug-in: async
+plug-ins are awaited on it, sync ones run in a pool of `workers` threads
+(``concurrency`` only documents which kind the plug-in is). A request is
+received whole before any worker is involved; health answers on the loop.
 A call whose deadline has already passed when its turn comes is not processed.
 """
 
@@ -87,59 +87,6 @@ def _expired(context: Any) -> bool:
     return remaining is not None and remaining <= 0
 
 
-class ThreadedProcessor(processor_pb2_grpc.ProcessorServicer):
-    def __init__(self, core: ProcessingCore) -> None:
-        self.core = core
-
-    def Process(self, request: frame_pb2.Frame, context: grpc.ServicerContext) -> result_pb2.Result:
-        if _expired(context):
-            self.core.metrics.calls.labels("DEADLINE_EXCEEDED").inc()
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
-        view = None
-        with _Call(self.core) as call:
-            try:
-                view = FrameView(request, self.core.states)
-                output = self.core.call_sync(view, context.time_remaining())
-            except Exception as exc:  # noqa: BLE001 - every plug-in failure becomes a status
-                code, message = call.failed(view, exc)
-                context.abort(code, message)
-            call.succeeded()
-            return self.core.result(request, output, call.elapsed_ns())
-
-    def Describe(
-        self, _request: processor_pb2.DescribeRequest, context: grpc.ServicerContext
-    ) -> processor_pb2.ProcessorInfo:
-        try:
-            return self.core.describe()
-        except NotReadyError as exc:  # still loading: UNAVAILABLE, the broker asks again
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            raise
-
-
-class ThreadedDetector(detector_pb2_grpc.DetectorServicer):
-    def __init__(self, core: ProcessingCore) -> None:
-        self.core = core
-
-    def Detect(
-        self, request: detector_pb2.ImageInfo, context: grpc.ServicerContext
-    ) -> detector_pb2.ImageInfoWithMeta:
-        if _expired(context):
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
-        view = None
-        with _Call(self.core) as call:
-            try:
-                frame = detector_frame(request)
-                fill_size(frame)
-                view = FrameView(frame, self.core.states)
-                output = self.core.call_sync(view, context.time_remaining())
-                reply = detector_reply(request, view, output)
-            except Exception as exc:  # noqa: BLE001
-                code, message = call.failed(view, exc)
-                context.abort(code, message)
-            call.succeeded()
-            return reply
-
-
 class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
     def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
         self.core = core
@@ -199,6 +146,12 @@ def _options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # A connection that has not finished its TLS/HTTP2 handshake after 5 s is
+        # dropped (gRPC's default is 120 s), one idle for 5 minutes closed: idle
+        # or half-open connections cannot pile up until the descriptors run out.
+        ("grpc.server_handshake_timeout_ms", 5_000),
+        ("grpc.max_connection_idle_ms", 300_000),
+        ("grpc.max_concurrent_streams", 256),
         # A frame in one HTTP/2 DATA frame instead of 16 KiB pieces: ~15 % less CPU per call.
         ("grpc.http2.max_frame_size", HTTP2_MAX_FRAME_SIZE),
     ]
@@ -240,12 +193,14 @@ class ProcessorServer:
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
+        self._stopped = False
 
     def start(self) -> None:
-        if self.config.concurrency == "threads":
-            self._start_threaded()
-        else:
-            self._start_asyncio()
+        # One server for both concurrency models: grpc.aio receives each request
+        # completely before a worker is involved, so a client that sends headers
+        # and never the body holds no worker (the thread-pool server's handlers
+        # wait for the body inside a worker). Sync plug-ins run in `workers` threads.
+        self._start_asyncio()
         log.info(
             "listening",
             address=self.config.listen,
@@ -258,7 +213,10 @@ class ProcessorServer:
         self.health.set_all(SERVING)
 
     def stop(self, grace_s: float) -> None:
-        """Health goes NOT_SERVING, in-flight calls get `grace_s` to finish."""
+        """Health goes NOT_SERVING, in-flight calls get `grace_s` to finish. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.health.set_all(NOT_SERVING)
         self.health.close()
         if self._loop is not None:
@@ -285,22 +243,6 @@ class ProcessorServer:
                 f"cannot listen on {self.config.listen} (in use, or not an address here)"
             )
         self.port = port
-
-    def _start_threaded(self) -> None:
-        server = grpc.server(
-            self._pool,
-            options=_options(self.max_message_bytes),
-            # Beyond this, callers get RESOURCE_EXHAUSTED and retry: bounded queueing.
-            maximum_concurrent_rpcs=self.config.workers * 8,
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if self.config.api == "vspd":
-            processor_pb2_grpc.add_ProcessorServicer_to_server(ThreadedProcessor(self.core), server)
-        else:
-            detector_pb2_grpc.add_DetectorServicer_to_server(ThreadedDetector(self.core), server)
-        self._bind(server)
-        server.start()
-        self._server = server
 
     def _start_asyncio(self) -> None:
         loop = asyncio.new_event_loop()
