@@ -49,4 +49,5 @@ def test_topics_create_without_kafka_is_one_clear_line(write_config: Callable[..
     )
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
-    assert run.stderr.startswith("vspd topics: cannot reach Kafka at 127.0.0.1:1")
+    assert run.stderr.startswith("vspd topics: cannot use Kafka at 127.0.0.1:1: unreachable")
+    assert run.stderr.count("\n") == 1
