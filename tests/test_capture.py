@@ -18,7 +18,10 @@ from tests.support.mjpeg import MjpegCamera
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
+from vspd.capture.errors import SourceUnavailableError
+from vspd.capture.sources.mjpeg_http import MjpegHttpSource
 from vspd.capture.sources.synthetic import TRUTH_METADATA_KEY, boxes_from_metadata
+from vspd.config.model import CameraConfig
 from vspd.v1 import frame_pb2
 
 
@@ -335,3 +338,28 @@ def test_unknown_camera_id_is_a_clear_error(
     daemon = daemons("--config", str(config), "capture", "--camera", "back")
     assert daemon.wait(60) == 1
     assert "vspd capture: no camera 'back' in [[cameras]] (configured: front)" in daemon.log()
+
+
+def test_http_camera_login_is_basic_auth_and_never_shown() -> None:
+    camera = MjpegCamera(free_port(), fps=50, login=("admin", "pa:ss@word"))
+    camera.start()
+    try:
+        base = f"127.0.0.1:{camera.port}/stream.mjpg"
+        in_url = CameraConfig(id="door", source=f"http://admin:pa%3Ass%40word@{base}")
+        in_keys = CameraConfig(
+            id="door", source=f"http://{base}", username="admin", password="pa:ss@word"
+        )
+        for config in (in_url, in_keys):
+            source = MjpegHttpSource(config)
+            source.open()
+            assert source.read().jpeg is not None
+            source.close()
+        wrong = MjpegHttpSource(CameraConfig(id="door", source=f"http://admin:guess@{base}"))
+        with pytest.raises(SourceUnavailableError) as refused:
+            wrong.open()
+        assert "HTTP 401" in str(refused.value)
+        assert "guess" not in str(refused.value)
+        assert "admin" not in str(refused.value)
+        assert camera.refused == 1
+    finally:
+        camera.stop()

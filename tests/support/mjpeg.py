@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +15,11 @@ BOUNDARY = "vspdframe"
 
 
 class MjpegCamera:
-    def __init__(self, port: int, fps: float = 20.0) -> None:
+    def __init__(self, port: int, fps: float = 20.0, login: tuple[str, str] | None = None) -> None:
         self.port = port
+        # With a login, only requests with that basic auth get the stream (others: 401).
+        self.login = login
+        self.refused = 0
         self.fps = fps
         self.frames_served = 0
         self._server: ThreadingHTTPServer | None = None
@@ -31,6 +35,14 @@ class MjpegCamera:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if camera.login is not None:
+                    token = base64.b64encode(":".join(camera.login).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {token}":
+                        camera.refused += 1
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                        self.end_headers()
+                        return
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                 self.end_headers()

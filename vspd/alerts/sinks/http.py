@@ -23,6 +23,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> No
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
+        exc.close()
         retriable = exc.code >= 500 or exc.code in _RETRIABLE_STATUS
         raise DeliveryError(
             f"HTTP {exc.code} from {redact_url(url)}", retriable=retriable

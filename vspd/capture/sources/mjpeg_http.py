@@ -48,6 +48,7 @@ class MjpegHttpSource:
         try:
             response = urllib.request.urlopen(request, timeout=READ_TIMEOUT_S)  # noqa: S310
         except urllib.error.HTTPError as exc:
+            exc.close()  # an error response is a response: its connection is ours to close
             raise SourceUnavailableError(f"cannot open {self._shown}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
