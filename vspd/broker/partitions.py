@@ -187,7 +187,7 @@ class Partitions:
             log.warning("commit failed; will retry", error=error.str())
 
     # -- rebalancing ---------------------------------------------------------
-    def on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+    def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in self.states]
         committed = self._committed(fresh)
         for tp in fresh:
@@ -198,7 +198,14 @@ class Partitions:
                 state.written = self._recovery.find(
                     tp.topic, tp.partition, start, self._outputs.results_partitions
                 )
+                # Fetch from exactly where the window starts, not from a reset
+                # policy's own look-up (a broker's loose answer skipped a frame).
+                tp.offset = start
             self.states[state.key] = state
+        if self._settings.assignment_strategy == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in partitions))
 
     def _committed(self, partitions: list[TopicPartition]) -> dict[PartitionKey, int]:

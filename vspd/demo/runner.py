@@ -395,7 +395,8 @@ class Demo:
         for camera, count in sorted(verdict.per_camera.items()):
             say(f"    {camera:<24} {count}")
         say(f"  results                     {verdict.results}")
-        say(f"  frames without a result     {verdict.missing}")
+        missing = f"  ({', '.join(verdict.missing_examples)})" if verdict.missing_examples else ""
+        say(f"  frames without a result     {verdict.missing}{missing}")
         say(
             f"  in order per camera         {'yes' if not verdict.out_of_order_cameras else 'NO: ' + ', '.join(verdict.out_of_order_cameras)}"
         )

@@ -56,6 +56,7 @@ class Verdict:
     results: int = 0
     duplicates: int = 0
     missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)  # camera/session/seq, a few
     out_of_order_cameras: list[str] = field(default_factory=list)
     dead_letters: int = 0
     per_camera: dict[str, int] = field(default_factory=dict)
@@ -77,7 +78,10 @@ def verify(kafka: KafkaConfig) -> Verdict:
         verdict.frames += 1
     results_by_camera: dict[str, list[wire.FrameId]] = defaultdict(list)
     for _partition, _offset, value in read_all(kafka, kafka.results_topic):
-        result = wire.decode_result(value)
+        try:
+            result = wire.decode_result(value)
+        except wire.BadMessageError:
+            continue
         results_by_camera[result.frame.camera_id].append(wire.frame_id(result.frame))
         verdict.results += 1
     for camera, frames in frames_by_camera.items():
@@ -90,7 +94,9 @@ def verify(kafka: KafkaConfig) -> Verdict:
                 seen.add(frame_id)
                 unique.append(frame_id)
         captured = set(frames)
-        verdict.missing += len(captured - seen)
+        lost = [f for f in frames if f not in seen]
+        verdict.missing += len(lost)
+        verdict.missing_examples += ["/".join(map(str, f)) for f in lost[:3]]
         verdict.per_camera[camera] = len(frames)
         # Results, first occurrences, must follow the frames' own order.
         if [f for f in unique if f in captured] != [f for f in frames if f in seen]:
