@@ -276,6 +276,17 @@ def test_user_mistake_on_command_line_is_one_line_not_a_traceback(tmp_path: Path
     )
 
 
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """The real `vspd check-config`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 HOSTILE_CONFIGS = {
     "not UTF-8": (b"\xff\xfe[kafka]\n", "is not UTF-8"),
     "nested too deeply": (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
@@ -321,13 +332,7 @@ def test_check_config_names_every_hostile_input_in_one_line(case: str, tmp_path:
     content, reason = HOSTILE_CONFIGS[case]
     path = tmp_path / "vspd.toml"
     path.write_bytes(content)
-    done = subprocess.run(
-        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = check_config(path)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "Traceback" not in output
@@ -338,13 +343,7 @@ def test_check_config_names_every_hostile_input_in_one_line(case: str, tmp_path:
 def test_check_config_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
     fifo = tmp_path / "vspd.toml"
     os.mkfifo(fifo)
-    done = subprocess.run(
-        [sys.executable, "-m", "vspd", "check-config", "--config", str(fifo)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = check_config(fifo)
     assert done.returncode == 1
     assert "is not a regular file" in done.stderr + done.stdout
 
@@ -356,13 +355,7 @@ def test_check_config_never_shows_a_secret(tmp_path: Path) -> None:
         '[[alerts.sinks]]\ntype = "webhook"\nname = "w"\nurl = 42\n'
         '[[alerts.sinks]]\ntype = "ntfy"\nname = "n"\nurl = "ftp://ntfy.example/topic-s3cret"\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "vspd", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = check_config(path)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "hunter2" not in output

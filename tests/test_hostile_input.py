@@ -41,12 +41,9 @@ EVIL_IDS = [
 ]
 
 
-def hostile_frame(rng: random.Random) -> bytes:
-    """One frames-topic message that must be dead-lettered."""
-    kind = rng.randrange(9)
-    if kind == 0:
-        return rng.randbytes(rng.randrange(0, 300))
-    frame = frame_pb2.Frame(
+def _fuzz_frame(rng: random.Random) -> frame_pb2.Frame:
+    """A well-formed frame of the fuzz camera, for the generators to spoil."""
+    return frame_pb2.Frame(
         camera_id="fuzz",
         session_id="s",
         seq=rng.randrange(1000),
@@ -55,6 +52,14 @@ def hostile_frame(rng: random.Random) -> bytes:
         encoding=frame_pb2.ENCODING_JPEG,
         image=tiny_jpeg(),
     )
+
+
+def hostile_frame(rng: random.Random) -> bytes:
+    """One frames-topic message that must be dead-lettered."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 300))
+    frame = _fuzz_frame(rng)
     if kind == 1:
         frame.camera_id = rng.choice(EVIL_IDS)
     elif kind == 2:
@@ -80,17 +85,7 @@ def hostile_result(rng: random.Random) -> bytes:
     if kind == 0:
         return rng.randbytes(rng.randrange(1, 300))
     result = result_pb2.Result(status=result_pb2.STATUS_OK)
-    result.frame.CopyFrom(
-        frame_pb2.Frame(
-            camera_id="fuzz",
-            session_id="s",
-            seq=rng.randrange(1000),
-            width=64,
-            height=48,
-            encoding=frame_pb2.ENCODING_JPEG,
-            image=tiny_jpeg(),
-        )
-    )
+    result.frame.CopyFrom(_fuzz_frame(rng))
     detection = result.detections.add(label="thing", confidence=0.9)
     detection.box.x_min, detection.box.y_min, detection.box.x_max, detection.box.y_max = (
         0.1,
