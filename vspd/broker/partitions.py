@@ -242,9 +242,10 @@ class Partitions:
         self._writer.flush()
         offsets = []
         for state in leaving:
-            candidate = state.window.commit_candidate()
-            if candidate is not None:
-                offsets.append(TopicPartition(state.topic, state.partition, candidate))
+            # Everything acknowledged, whether or not its offset was stored already.
+            acked_to = state.window.acked_to()
+            if acked_to is not None:
+                offsets.append(TopicPartition(state.topic, state.partition, acked_to))
         if offsets:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)

@@ -157,12 +157,16 @@ class PartitionWindow:
         """Kafka refused an output for good: writing later ones would break the order."""
         self.halted = True
 
-    def commit_candidate(self) -> int | None:
-        """The offset to commit (next to consume) if it advanced, else None."""
+    def acked_to(self) -> int | None:
+        """The offset after the acknowledged prefix: what may be committed (None: nothing)."""
         if not self._acked_prefix:
             return None
-        candidate = self.slots[self._acked_prefix - 1].offset + 1
-        if candidate in (self._committing, self.committed):
+        return self.slots[self._acked_prefix - 1].offset + 1
+
+    def commit_candidate(self) -> int | None:
+        """The offset to commit (next to consume) if it advanced past what is committing, else None."""
+        candidate = self.acked_to()
+        if candidate is None or candidate in (self._committing, self.committed):
             return None
         return candidate
 
@@ -170,7 +174,7 @@ class PartitionWindow:
         self._committing = offset
 
     def commit_confirmed(self, offset: int) -> None:
-        acked_to = self.slots[self._acked_prefix - 1].offset + 1 if self._acked_prefix else None
+        acked_to = self.acked_to()
         if acked_to is None or offset > acked_to:
             # Not a commit of this window (a late confirmation from before a
             # reassignment): it cannot move anything here.
