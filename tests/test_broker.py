@@ -328,3 +328,18 @@ def test_a_dead_letter_of_a_huge_message_is_truncated_to_fit(
     records = line.results(lambda r: len(r) >= 2)
     assert [wire.decode_result(r.value).frame.seq for r in records] == [0, 1]
     assert broker.stop() == 0
+
+
+def test_a_buggy_processors_numbers_are_made_valid_not_passed_on(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    line = pipeline(partitions=1, processor={"plugin": "tests.plugins.sample:sloppy"})
+    line.start_processor()
+    line.start_broker()
+    line.feed(frames_for(["sloppy"], 1))
+    (record,) = line.results(lambda r: len(r) >= 1)
+    result = wire.decode_result(record.value)  # validates: it would raise on NaN or 1.7
+    first, second = result.detections
+    assert (first.confidence, second.confidence) == (0.0, 1.0)
+    box = first.box
+    assert (box.x_min, box.y_min, box.x_max, box.y_max) == pytest.approx((0.1, 0.8, 0.9, 1.0))

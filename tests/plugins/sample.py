@@ -89,3 +89,13 @@ def strict_order(frame: FrameView) -> Output:
     time.sleep(random.uniform(0, 0.01))
     _next_seq[frame.camera_id] = frame.seq + 1
     return Output(attributes={"seq": str(frame.seq)})
+
+
+def sloppy(_frame: FrameView) -> Output:
+    """A buggy model: NaN and out-of-range confidences, a box inside out and off the frame."""
+    return Output(
+        detections=[
+            Detection("thing", float("nan"), (0.9, 0.8, 0.1, 1.7)),
+            Detection("thing", 2.0, (0.1, 0.1, 0.2, 0.2)),
+        ]
+    )

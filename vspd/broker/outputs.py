@@ -14,6 +14,7 @@ header ``vspd-source`` (``topic:partition:offset``) names the frame's position.
 
 from __future__ import annotations
 
+import math
 import time
 
 from vspd import wire
@@ -73,6 +74,7 @@ class OutputBuilder:
         """The result with its frame: the Kafka bytes of the frame are reused, not re-encoded."""
         result.result_time_unix_ns = time.time_ns()
         result.ClearField("frame")
+        _tidy_detections(result)
         body = frame_bytes if self._include_image else _without_image(frame)
         value = _with_frame(result.SerializeToString(), body)
         if len(value) > self.limit_bytes and body is frame_bytes:
@@ -121,6 +123,22 @@ class OutputBuilder:
             counts_as=stage,
             headers=(source_header(*source),),
         )
+
+
+def _unit(value: float) -> float:
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+
+
+def _tidy_detections(result: result_pb2.Result) -> None:
+    """A processor's numbers made valid before they reach the results topic: confidences and
+    box corners within 0..1 (NaN becomes 0), corners in order. Every consumer validates results
+    (vspd.wire), so one buggy processor must not turn whole results into dead letters."""
+    for detection in result.detections:
+        detection.confidence = _unit(detection.confidence)
+        box = detection.box
+        x1, x2 = sorted((_unit(box.x_min), _unit(box.x_max)))
+        y1, y2 = sorted((_unit(box.y_min), _unit(box.y_max)))
+        box.x_min, box.y_min, box.x_max, box.y_max = x1, y1, x2, y2
 
 
 def _without_image(frame: frame_pb2.Frame) -> bytes:
