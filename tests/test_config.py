@@ -360,3 +360,11 @@ def test_check_config_never_shows_a_secret(tmp_path: Path) -> None:
     assert done.returncode == 1, output
     assert "hunter2" not in output
     assert "s3cret" not in output
+
+
+def test_a_webhook_url_with_its_token_can_live_in_a_credential(tmp_path: Path) -> None:
+    (tmp_path / "hook-url").write_text("https://hooks.example/services/T0/B0/s3cret\n")
+    path = tmp_path / "vspd.toml"
+    path.write_text('[[alerts.sinks]]\ntype = "webhook"\nname = "w"\nurl = "credential:hook-url"\n')
+    config = load_config(path, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert config.alerts.sinks[0].url == "https://hooks.example/services/T0/B0/s3cret"  # type: ignore[union-attr]

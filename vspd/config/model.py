@@ -18,13 +18,14 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from vspd.config.secrets import Secret
+from vspd.config.secrets import Secret, resolve_secret
 from vspd.config.sources import SourceSpec, parse_source
 from vspd.wire import CAMERA_ID_PATTERN, grpc_message_limit
 
@@ -86,7 +87,9 @@ def _check_readable(path: str) -> None:
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 # Kafka's own rule for topic names.
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+# Webhook and ntfy URLs often carry their secret (a token in the path): they
+# take credential:NAME and file:/path like any secret, and are shown redacted.
+HttpUrl = Annotated[str, BeforeValidator(resolve_secret), AfterValidator(_check_http_url)]
 Host = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]{1,253}$")]
 
 
