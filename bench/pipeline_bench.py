@@ -127,7 +127,13 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
             cpu = {
                 stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()
             }
-            lag = total(stages["broker"][0].metrics(), "vspd_broker_consumer_lag")
+            broker_metrics = stages["broker"][0].metrics()
+            lag = total(broker_metrics, "vspd_broker_consumer_lag")
+            # The processor call as the broker sees it (gRPC both ways plus the processor's time).
+            calls = total(broker_metrics, "vspd_broker_processor_seconds_count")
+            call_ms = (
+                1000 * total(broker_metrics, "vspd_broker_processor_seconds_sum") / max(calls, 1)
+            )
             try:
                 records = read_all(config.kafka, config.kafka.results_topic)
             except KafkaException:
@@ -159,6 +165,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         _pct(latencies, 50),
         _pct(latencies, 99),
         f"{_pct(processing, 50)} / {_pct(processing, 99)}",
+        f"{call_ms:.1f}",
         _over(latencies, processing, 50) + " / " + _over(latencies, processing, 99),
         _pct(alert_ms, 99),
         " / ".join(f"{per_frame[s]:.1f}" for s in ("capture", "broker", "processor", "alerts")),
@@ -223,6 +230,7 @@ def main() -> int:
             "lat p50 ms",
             "lat p99 ms",
             "processor p50/p99 ms",
+            "call mean ms",
             "added p50/p99 ms",
             "alert p99 ms",
             "CPU ms/frame cap/brk/proc/alr",
