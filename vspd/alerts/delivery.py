@@ -8,7 +8,6 @@ up (permanent failure, `max_attempts` reached, or too many pending).
 from __future__ import annotations
 
 import contextvars
-import random
 import sqlite3
 import threading
 import time
@@ -21,6 +20,7 @@ from vspd.alerts import store
 from vspd.alerts.errors import DeliveryError
 from vspd.alerts.sinks import Sink
 from vspd.config.model import AlertsConfig, SinkConfig
+from vspd.runtime.retry import backoff_delay
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +111,8 @@ class DeliveryWorker:
         final = not error.retriable or (limit and attempts >= limit)
         retry_at = None
         if not final:
-            delay = min(self.alerts.retry_initial_s * 2 ** (attempts - 1), self.alerts.retry_max_s)
-            retry_at = store.now_ns() + int(delay * random.uniform(0.8, 1.2) * 1e9)  # noqa: S311 - jitter
+            delay = backoff_delay(self.alerts.retry_initial_s, self.alerts.retry_max_s, attempts)
+            retry_at = store.now_ns() + int(delay * 1e9)
         store.mark_failed(connection, event_id, self.sink.name, str(error), retry_at)
         self._failed_metric.labels(self.sink.name, "given_up" if final else "retry").inc()
         if self.failing_since is None:

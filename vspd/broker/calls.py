@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from vspd.broker.partition import PartitionState
 from vspd.broker.processor_client import CallOutcome, ProcessorClient, ProcessorNeeds
 from vspd.broker.window import Slot, SlotState
 from vspd.config.model import BrokerConfig
+from vspd.runtime.retry import backoff_delay
 from vspd.v1 import result_pb2
 
 log = structlog.get_logger(__name__)
@@ -204,9 +204,8 @@ class CallScheduler:
         retries_left = not self._settings.max_retries or slot.attempts <= self._settings.max_retries
         if outcome.transient and retries_left:
             settings = self._settings
-            delay = min(settings.retry_initial_s * 2 ** (slot.attempts - 1), settings.retry_max_s)
-            jitter = random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-            state.window.retry(slot, time.monotonic() + delay * jitter)
+            delay = backoff_delay(settings.retry_initial_s, settings.retry_max_s, slot.attempts)
+            state.window.retry(slot, time.monotonic() + delay)
             state.wait_for_call(slot)
             self.retries += 1
             self._metrics.retries.labels(outcome.code.name).inc()

@@ -101,7 +101,10 @@ class BrokerDaemon:
             "auto.commit.interval.ms": COMMIT_INTERVAL_MS,
             "error_cb": self._on_kafka_error,
             # Prefetch at most a quarter of the broker's own buffer.
-            "queued.max.messages.kbytes": max(1024, self.settings.max_buffered_bytes // 4096),
+            # (librdkafka accepts at most 2097151 KiB.)
+            "queued.max.messages.kbytes": min(
+                2_097_151, max(1024, self.settings.max_buffered_bytes // 4096)
+            ),
         }
         self.instance_id = group_instance_id(self.settings.group_instance_id)
         if self.instance_id:

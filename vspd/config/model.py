@@ -196,17 +196,17 @@ class BrokerConfig(Section):
     processor_cert_file: str = ""
     processor_key_file: str = ""
     # gRPC calls in flight, in total.
-    max_in_flight: int = Field(default=32, ge=1)
+    max_in_flight: int = Field(default=32, ge=1, le=10_000)
     # Frames consumed but not yet committed, per partition (the ordered window):
     # what a crash can make the broker process again (results already written
     # are not written again). Larger than max_in_flight, so that one busy
     # camera gets every call while finished frames wait for their commit.
-    max_in_flight_per_partition: int = Field(default=64, ge=1)
+    max_in_flight_per_partition: int = Field(default=64, ge=1, le=100_000)
     # Bytes of frames consumed ahead of the windows, all partitions together.
     # A partition pauses at its share and resumes at half of it. Memory of the
     # broker: this, plus librdkafka's prefetch (a quarter of this), plus the
     # windows (max_in_flight_per_partition frames per partition).
-    max_buffered_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    max_buffered_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024, le=8 * 1024**3)
     # One call in flight per camera, in capture order (stateful processors):
     # "auto" asks the processor (Describe), "on"/"off" force it.
     ordered_calls: Literal["auto", "on", "off"] = "auto"
@@ -221,7 +221,7 @@ class BrokerConfig(Section):
     retry_max_s: PositiveSeconds = 10.0
     # 0 retries a transient error for ever (the partition waits); N gives up
     # after N retries and dead-letters the frame.
-    max_retries: int = Field(default=0, ge=0)
+    max_retries: int = Field(default=0, ge=0, le=1_000_000)
     # 0 is off; otherwise frames older than this become `skipped` results.
     max_frame_age_s: float = Field(default=0.0, ge=0)
     include_image: bool = True
@@ -277,7 +277,7 @@ class ProcessorConfig(Section):
     plugin: str = ""
     api: Literal["vspd", "detector"] = "vspd"
     concurrency: Literal["threads", "asyncio"] = "threads"
-    workers: int = Field(default=4, ge=1)
+    workers: int = Field(default=4, ge=1, le=1024)
     grace_period_s: PositiveSeconds = 10.0
     # 0: derived from kafka.message_max_bytes (the one size setting); a value
     # here may only raise the processor's limit, never lower it below a frame.
