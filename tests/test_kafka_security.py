@@ -1,4 +1,4 @@
-"""Kafka over TLS and mutual TLS (through a TLS front: the test broker has none), and failures named.
+"""Kafka over TLS, mutual TLS and SASL (through a front: the test broker has neither), failures named.
 
 Every case drives the real `vspd topics create`, whose Kafka settings are the
 ones every daemon uses (vspd.runtime.kafka), plus one broker end to end.
@@ -17,17 +17,24 @@ import pytest
 from tests.support.certificates import Authority, Pair
 from tests.support.frames import frames_for
 from tests.support.kafka import unique_name
+from tests.support.kafka_front import KafkaFront
 from tests.support.tansu import free_port
-from tests.support.tls_front import TlsFront
 from vspd.config.toml_writer import render_toml
 from vspd.demo.embedded_kafka import EmbeddedKafka
 
 
 class SecureKafka:
-    """A private Tansu that advertises a TLS front; `front` terminates TLS for it."""
+    """A private Tansu that advertises a front; `front` terminates TLS and/or SASL for it."""
 
-    def __init__(self, directory: Path, server: Pair, client_ca: Path | None) -> None:
-        self.front = TlsFront(server, client_ca)
+    def __init__(
+        self,
+        directory: Path,
+        server: Pair | None,
+        client_ca: Path | None,
+        users: dict[str, str] | None = None,
+        mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    ) -> None:
+        self.front = KafkaFront(server, client_ca, users, mechanisms)
         self.kafka = EmbeddedKafka(directory / "tansu.log", advertised_port=self.front.port)
 
     def __enter__(self) -> SecureKafka:
@@ -138,28 +145,143 @@ def test_mutual_tls_needs_the_client_certificate(
     assert with_cert.returncode == 0, with_cert.stdout + with_cert.stderr
 
 
+SASL_USERS = {"vspd": "correct horse battery staple"}
+
+
+@pytest.fixture
+def sasl_kafka(tmp_path: Path) -> Iterator[SecureKafka]:
+    with SecureKafka(tmp_path, None, None, SASL_USERS) as kafka:
+        yield kafka
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_with_the_right_password_works(
+    sasl_kafka: SecureKafka, tmp_path: Path, mechanism: str
+) -> None:
+    secret = tmp_path / "kafka-password"
+    secret.write_text(SASL_USERS["vspd"] + "\n")
+    done = topics_create(
+        tmp_path,
+        {
+            "bootstrap_servers": sasl_kafka.front.bootstrap,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_username": "vspd",
+            "sasl_password": f"file:{secret}",
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "created" in done.stdout
+    assert sasl_kafka.front.counters.authenticated >= 1
+    assert sasl_kafka.front.counters.refused == []
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_a_wrong_sasl_password_is_named_and_not_shown(
+    sasl_kafka: SecureKafka, tmp_path: Path, mechanism: str
+) -> None:
+    done = topics_create(
+        tmp_path,
+        {
+            "bootstrap_servers": sasl_kafka.front.bootstrap,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_username": "vspd",
+            "sasl_password": "not-the-password-8d1f",
+        },
+    )
+    assert done.returncode == 1
+    assert "authentication failed" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "not-the-password-8d1f" not in done.stdout + done.stderr
+    assert sasl_kafka.front.counters.refused, "the front never saw the wrong password"
+    assert sasl_kafka.front.counters.authenticated == 0
+
+
+def test_a_mechanism_the_cluster_does_not_offer_is_named(tmp_path: Path) -> None:
+    with SecureKafka(tmp_path, None, None, SASL_USERS, mechanisms=("SCRAM-SHA-512",)) as kafka:
+        done = topics_create(
+            tmp_path,
+            {
+                "bootstrap_servers": kafka.front.bootstrap,
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "vspd",
+                "sasl_password": SASL_USERS["vspd"],
+            },
+        )
+    assert done.returncode == 1
+    assert "does not offer this sasl_mechanism" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sasl_over_tls_works(tmp_path: Path, authority: Authority) -> None:
+    with SecureKafka(tmp_path, authority.issue("kafka"), None, SASL_USERS) as kafka:
+        done = topics_create(
+            tmp_path,
+            {
+                "bootstrap_servers": kafka.front.bootstrap,
+                "security_protocol": "SASL_SSL",
+                "ssl_ca_location": str(authority.cert),
+                "sasl_mechanism": "SCRAM-SHA-256",
+                "sasl_username": "vspd",
+                "sasl_password": SASL_USERS["vspd"],
+            },
+        )
+        authenticated = kafka.front.counters.authenticated
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert authenticated >= 1
+
+
 def test_an_unreachable_cluster_is_named(tmp_path: Path) -> None:
     done = topics_create(tmp_path, {"bootstrap_servers": f"127.0.0.1:{free_port()}"})
     assert done.returncode == 1
     assert "unreachable" in done.stderr, done.stderr
 
 
-def test_a_broker_runs_end_to_end_over_mutual_tls(
-    mtls_kafka: SecureKafka,
+@pytest.mark.parametrize("security", ["mutual TLS", "SASL_SSL with SCRAM-SHA-512"])
+def test_a_broker_runs_end_to_end_over_a_secured_kafka(
+    security: str,
     authority: Authority,
     tmp_path: Path,
     write_config: Callable[..., Path],
     daemons: Callable[..., Any],
 ) -> None:
+    server = authority.issue("kafka")
+    if security == "mutual TLS":
+        secured = SecureKafka(tmp_path, server, authority.cert)
+        client = authority.issue("vspd-client", server=False)
+        kafka = {
+            "security_protocol": "SSL",
+            "ssl_certificate_location": str(client.cert),
+            "ssl_key_location": str(client.key),
+        }
+    else:
+        secured = SecureKafka(tmp_path, server, None, SASL_USERS)
+        kafka = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "vspd",
+            "sasl_password": SASL_USERS["vspd"],
+        }
+    kafka = {**kafka, "ssl_ca_location": str(authority.cert)}
+    with secured:
+        kafka["bootstrap_servers"] = secured.front.bootstrap
+        run_a_broker_over(kafka, write_config, daemons)
+        if security != "mutual TLS":
+            assert secured.front.counters.authenticated >= 3  # producer, consumer, broker
+            assert secured.front.counters.refused == []
+
+
+def run_a_broker_over(
+    kafka: dict[str, Any], write_config: Callable[..., Path], daemons: Callable[..., Any]
+) -> None:
+    """A processor and a broker on this Kafka: three frames in, their three results out."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    client = authority.issue("vspd-client", server=False)
-    tls = {
-        "security.protocol": "SSL",
-        "ssl.ca.location": str(authority.cert),
-        "ssl.certificate.location": str(client.cert),
-        "ssl.key.location": str(client.key),
-        "bootstrap.servers": mtls_kafka.front.bootstrap,
+    client_settings = {
+        key.replace("_", ".").replace("sasl.mechanism", "sasl.mechanisms"): value
+        for key, value in kafka.items()
     }
     topics = {
         "frames_topic": unique_name("frames"),
@@ -169,15 +291,8 @@ def test_a_broker_runs_end_to_end_over_mutual_tls(
     port = free_port()
     config = write_config(
         topics=topics,
-        kafka={
-            "bootstrap_servers": mtls_kafka.front.bootstrap,
-            "security_protocol": "SSL",
-            "ssl_ca_location": str(authority.cert),
-            "ssl_certificate_location": str(client.cert),
-            "ssl_key_location": str(client.key),
-            "partitions": 1,
-        },
-        broker={"processor_addresses": [f"127.0.0.1:{port}"], "group_id": unique_name("tls")},
+        kafka={**kafka, "partitions": 1},
+        broker={"processor_addresses": [f"127.0.0.1:{port}"], "group_id": unique_name("secure")},
         processor={"listen": f"127.0.0.1:{port}", "plugin": "tests.plugins.sample:behave"},
     )
     created = subprocess.run(
@@ -190,11 +305,13 @@ def test_a_broker_runs_end_to_end_over_mutual_tls(
     assert created.returncode == 0, created.stderr
     daemons("--config", str(config), "processor", name="processor").wait_for_log('"serving"')
     daemons("--config", str(config), "broker", name="broker").wait_for_log('"serving"')
-    producer = Producer(tls)
-    for key, value in frames_for(["tls-cam"], 3):
+    producer = Producer(client_settings)
+    for key, value in frames_for(["secure-cam"], 3):
         producer.produce(topics["frames_topic"], value, key)
     assert producer.flush(30) == 0
-    consumer = Consumer({**tls, "group.id": unique_name("reader"), "enable.partition.eof": False})
+    consumer = Consumer(
+        {**client_settings, "group.id": unique_name("reader"), "enable.partition.eof": False}
+    )
     consumer.assign([TopicPartition(topics["results_topic"], 0, 0)])
     seen = []
     for _ in range(600):

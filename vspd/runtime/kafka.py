@@ -28,6 +28,11 @@ LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 # What librdkafka's errors mean to an operator. Checked in order; the first match names it.
 _FAILURES: tuple[tuple[str, str, str], ...] = (
     (
+        "",
+        "Unsupported SASL mechanism",
+        "authentication failed: the cluster does not offer this sasl_mechanism",
+    ),
+    (
         "_AUTHENTICATION",
         "",
         "authentication failed: wrong sasl_username/sasl_password or mechanism",
