@@ -11,6 +11,8 @@ import pytest
 
 from vspd.cli import example_config, main
 from vspd.config import ConfigError, load_config
+from vspd.config.secrets import DAEMON_SCOPES
+from vspd.errors import VspdError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -368,3 +370,68 @@ def test_a_webhook_url_with_its_token_can_live_in_a_credential(tmp_path: Path) -
     path.write_text('[[alerts.sinks]]\ntype = "webhook"\nname = "w"\nurl = "credential:hook-url"\n')
     config = load_config(path, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert config.alerts.sinks[0].url == "https://hooks.example/services/T0/B0/s3cret"  # type: ignore[union-attr]
+
+
+def _config_with_every_scope(tmp_path: Path) -> Path:
+    path = tmp_path / "vspd.toml"
+    path.write_text(
+        '[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_username = "vspd"\n'
+        'sasl_password = "credential:kafka-password"\n'
+        '[[cameras]]\nid = "gate"\nsource = "http://cam.lan/video"\nusername = "viewer"\n'
+        'password = "credential:gate-password"\n'
+        '[[alerts.sinks]]\ntype = "webhook"\nname = "ops"\nurl = "credential:hook-url"\n'
+        'secret = "file:/nonexistent/hook-secret"\n'
+    )
+    return path
+
+
+def test_a_daemon_reads_only_its_own_secrets(tmp_path: Path) -> None:
+    # As systemd hands them to the broker's unit: its scope (kafka) only.
+    credentials = tmp_path / "broker-credentials"
+    credentials.mkdir()
+    (credentials / "kafka_kafka-password").write_text("k-secret\n")
+    path = _config_with_every_scope(tmp_path)
+    environ = {"CREDENTIALS_DIRECTORY": str(credentials)}
+    config = load_config(path, environ, secret_scopes=DAEMON_SCOPES["broker"])
+    assert config.kafka.sasl_password is not None
+    assert config.kafka.sasl_password.get_secret_value() == "k-secret"
+    # The camera's and the sink's secrets were not read (they are not there at all) and refuse
+    # to be: nothing in the broker can use them.
+    for unloaded in (config.cameras[0].password, config.alerts.sinks[0].secret):
+        assert unloaded is not None
+        with pytest.raises(VspdError, match="another daemon's scope"):
+            unloaded.get_secret_value()
+    processor = load_config(path, {}, secret_scopes=DAEMON_SCOPES["processor"])
+    assert processor.kafka.sasl_username == "vspd"
+
+
+def test_check_config_reads_every_scope_from_the_credentials_tree(tmp_path: Path) -> None:
+    # CREDENTIALS_DIRECTORY=/etc/vspd/credentials, as the Ansible role validates with.
+    tree = tmp_path / "credentials"
+    for scope, name, value in (
+        ("kafka", "kafka-password", "k"),
+        ("cameras", "gate-password", "c"),
+        ("alerts", "hook-url", "https://hooks.example/t0ken"),
+    ):
+        (tree / scope).mkdir(parents=True)
+        (tree / scope / name).write_text(value)
+    path = _config_with_every_scope(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, {"CREDENTIALS_DIRECTORY": str(tree)})
+    # Every secret was read: only the missing file: secret is a problem, named by its key.
+    assert [problem.key for problem in raised.value.problems] == ["alerts.sinks[ops].secret"]
+    assert "t0ken" not in str(raised.value)
+
+
+def test_each_unit_loads_only_its_daemons_secret_scopes() -> None:
+    units = Path(__file__).parent.parent / "systemd"
+    for daemon in ("broker", "capture", "alerts", "processor"):
+        unit = next(units.glob(f"vspd-{daemon}*.service"))
+        loaded = {
+            line.removeprefix("LoadCredential=").split(":", 1)[0]
+            for line in unit.read_text().splitlines()
+            if line.startswith("LoadCredential=")
+        }
+        assert loaded == set(DAEMON_SCOPES[daemon]), unit.name
+        for scope in loaded:
+            assert f"LoadCredential={scope}:/etc/vspd/credentials/{scope}" in unit.read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vspd import __version__
 from vspd.config import DEFAULT_CONFIG_PATH, ConfigError, VspdConfig, load_config
+from vspd.config.secrets import DAEMON_SCOPES
 from vspd.errors import VspdError
 from vspd.runtime.logging import configure_logging
 
@@ -136,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.check_config or args.config)
     try:
-        config = load_config(args.config)
+        # A daemon reads only its own secrets (least privilege, as its unit loads them).
+        config = load_config(args.config, secret_scopes=DAEMON_SCOPES.get(args.command))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

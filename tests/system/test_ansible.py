@@ -131,7 +131,7 @@ def inventory(
                                     }
                                 ],
                             },
-                            "vspd_credentials": {"webhook-home": SECRET},
+                            "vspd_credentials": {"alerts/webhook-home": SECRET},
                         }
                     }
                 },
@@ -208,7 +208,10 @@ def test_playbook_provisions_a_fleet(
             server.sh("systemctl is-active vspd-processor vspd-broker vspd-alerts").split()
             == ["active"] * 3
         )
-        assert server.sh("stat -c '%a %U' /etc/vspd/credentials/webhook-home").strip() == "600 root"
+        assert (
+            server.sh("stat -c '%a %U' /etc/vspd/credentials/alerts/webhook-home").strip()
+            == "600 root"
+        )
         assert SECRET not in first.stdout  # no_log keeps secrets out of the output
         assert SECRET not in server.sh("cat /etc/vspd/vspd.toml")
 

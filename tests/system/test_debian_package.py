@@ -104,6 +104,19 @@ def test_nothing_runs_until_configured(booted: BootedSystem) -> None:
     assert booted.sh("id vspd").startswith("uid=")
     assert "video" in booted.sh("id -nG vspd")
     assert booted.sh("stat -c '%a %U' /etc/vspd/credentials").strip() == "700 root"
+    for scope in ("kafka", "cameras", "alerts"):
+        assert booted.sh(f"stat -c '%a %U' /etc/vspd/credentials/{scope}").strip() == "700 root"
+    # Least privilege: each unit is handed only its daemon's secrets, the processor none.
+    loaded = {
+        unit: booted.sh(f"systemctl show -p LoadCredential --value {unit}").split()
+        for unit in ("vspd-processor", "vspd-broker", "vspd-alerts", "vspd-capture@x")
+    }
+    assert loaded["vspd-processor"] == []
+    assert loaded["vspd-broker"] == ["kafka:/etc/vspd/credentials/kafka"]
+    assert sorted(loaded["vspd-alerts"]) == [
+        "alerts:/etc/vspd/credentials/alerts",
+        "kafka:/etc/vspd/credentials/kafka",
+    ]
     assert booted.sh("stat -c '%a %U %G' /etc/vspd/vspd.toml").strip() == "640 root vspd"
     # The shipped default is the commented example, and it is valid.
     assert "vspd.toml: ok" in booted.sh("vspd check-config --config /etc/vspd/vspd.toml")

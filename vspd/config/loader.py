@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vspd.config.model import VspdConfig
+from vspd.config.secrets import CONTEXT_SCOPES, Scope
 from vspd.errors import VspdError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vspd/vspd.toml")
@@ -45,11 +46,16 @@ class ConfigError(VspdError):
         super().__init__("\n".join(str(problem) for problem in problems))
 
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> VspdConfig:
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    secret_scopes: Collection[Scope] | None = None,
+) -> VspdConfig:
     """Load and validate the configuration; raises ConfigError listing every problem.
 
     ``path`` None means the default file, which may be absent (built-in defaults
-    then apply); a path given explicitly must exist.
+    then apply); a path given explicitly must exist. ``secret_scopes`` are the
+    secrets to read (a daemon's own, DAEMON_SCOPES); None reads all of them.
     """
     environ = os.environ if environ is None else environ
     explicit = path is not None
@@ -59,7 +65,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         data = _read_toml(path)
     env_origins = _apply_environment(data, environ)
     try:
-        return VspdConfig.model_validate(data, context={"environ": environ})
+        context: dict[str, Any] = {"environ": environ}
+        if secret_scopes is not None:
+            context[CONTEXT_SCOPES] = frozenset(secret_scopes)
+        return VspdConfig.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(_problems(exc, str(path), env_origins, data)) from None
 

@@ -18,14 +18,20 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from vspd.config.secrets import Secret, resolve_secret
+from vspd.config.secrets import (
+    AlertsSecret,
+    CameraSecret,
+    KafkaSecret,
+    is_unloaded_reference,
+    url_in,
+)
 from vspd.config.sources import SourceSpec, parse_source
 from vspd.wire import CAMERA_ID_PATTERN, grpc_message_limit
 
@@ -45,8 +51,10 @@ def _check_host_port(value: str) -> str:
     return value
 
 
-def _check_http_url(value: str) -> str:
+def _check_http_url(value: str, info: ValidationInfo) -> str:
     """An http(s) URL with a host, no control characters; errors never repeat it."""
+    if is_unloaded_reference(value, info, "alerts"):
+        return value  # another daemon's secret: checked where it is loaded
     if any(ord(character) < 32 or ord(character) == 127 for character in value):
         raise ValueError("URL has control characters (CR, LF, ...)")
     try:
@@ -89,7 +97,7 @@ PositiveSeconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 # Webhook and ntfy URLs often carry their secret (a token in the path): they
 # take credential:NAME and file:/path like any secret, and are shown redacted.
-HttpUrl = Annotated[str, BeforeValidator(resolve_secret), AfterValidator(_check_http_url)]
+HttpUrl = Annotated[str, url_in("alerts"), AfterValidator(_check_http_url)]
 Host = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]{1,253}$")]
 
 
@@ -101,11 +109,11 @@ class KafkaConfig(Section):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str = ""
-    sasl_password: Secret | None = None
+    sasl_password: KafkaSecret | None = None
     ssl_ca_location: str = ""
     ssl_certificate_location: str = ""
     ssl_key_location: str = ""
-    ssl_key_password: Secret | None = None
+    ssl_key_password: KafkaSecret | None = None
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     # Camera frames are large: 8 MiB fits a 4K JPEG with room to spare.
     message_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1_000_000, le=256 * 1024 * 1024)
@@ -160,7 +168,7 @@ class CameraConfig(Section):
     # Network cameras: the login, kept out of the source URL (and so out of
     # logs); the password takes credential:NAME. user:pass@ in the URL works too.
     username: str = Field(default="", max_length=256, pattern=r"^[^\x00-\x1f:@/]*$")
-    password: Secret | None = None
+    password: CameraSecret | None = None
 
     @field_validator("source")
     @classmethod
@@ -388,7 +396,7 @@ class SinkBase(Section):
 class WebhookSink(SinkBase):
     type: Literal["webhook"]
     url: HttpUrl
-    secret: Secret | None = None
+    secret: AlertsSecret | None = None
     signature_header: str = "X-Vspd-Signature"
 
 
@@ -399,7 +407,7 @@ class MqttSink(SinkBase):
     tls: bool = False
     ca_file: str = ""
     username: str = ""
-    password: Secret | None = None
+    password: AlertsSecret | None = None
     topic_prefix: str = "vspd"
     retain: bool = False
 
@@ -410,7 +418,7 @@ class EmailSink(SinkBase):
     port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
     username: str = ""
-    password: Secret | None = None
+    password: AlertsSecret | None = None
     ca_file: str = ""  # trust this CA for STARTTLS (a private mail relay)
     sender: str
     recipients: list[str] = Field(min_length=1)
@@ -419,12 +427,12 @@ class EmailSink(SinkBase):
 class NtfySink(SinkBase):
     type: Literal["ntfy"]
     url: HttpUrl
-    token: Secret | None = None
+    token: AlertsSecret | None = None
 
 
 class AppriseSink(SinkBase):
     type: Literal["apprise"]
-    urls: list[Secret] = Field(min_length=1)
+    urls: list[AlertsSecret] = Field(min_length=1)
 
 
 class LogSink(SinkBase):

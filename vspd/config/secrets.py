@@ -1,30 +1,61 @@
 """Secret values: never in logs, preferably never in the config file.
 
 A secret key takes one of:
-- ``credential:NAME``: the file NAME in ``$CREDENTIALS_DIRECTORY`` (systemd
-  ``LoadCredential=NAME:/path``). The packaged units load the directory
-  /etc/vspd/credentials as ``LoadCredential=vspd:...``, which systemd names
-  ``vspd_<file>``; NAME may be given either way, so a secret in
-  /etc/vspd/credentials/kafka-password is ``credential:kafka-password``;
+- ``credential:NAME``: a systemd credential (``$CREDENTIALS_DIRECTORY``);
 - ``file:/absolute/path``: a file readable by the daemon;
 - anything else: the secret itself (fine for a demo, not for a fleet).
+
+Least privilege: every secret belongs to one *scope*, the daemons that need it
+(``DAEMON_SCOPES``), and lives in /etc/vspd/credentials/<scope>/<NAME>. Each
+packaged unit loads only its scopes (``LoadCredential=kafka:/etc/vspd/credentials/kafka``,
+which systemd names ``kafka_<NAME>``); the processor, which runs plug-ins on
+untrusted images, gets none. A daemon resolves only its own scopes' secrets;
+the others stay unloaded references that refuse to be read. ``check-config``
+and the other commands resolve all of them (``CREDENTIALS_DIRECTORY=/etc/vspd/credentials``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
+from vspd.errors import VspdError
 
-def resolve_secret(value: object, info: ValidationInfo) -> object:
+Scope = Literal["kafka", "cameras", "alerts"]
+SCOPES: tuple[Scope, ...] = ("kafka", "cameras", "alerts")
+# Whose secrets each daemon may read; the units' LoadCredential= lines follow
+# it (a test holds them to it).
+DAEMON_SCOPES: dict[str, frozenset[Scope]] = {
+    "broker": frozenset({"kafka"}),
+    "capture": frozenset({"kafka", "cameras"}),
+    "alerts": frozenset({"kafka", "alerts"}),
+    "processor": frozenset(),
+    "topics": frozenset({"kafka"}),
+    "report": frozenset(),
+}
+CONTEXT_SCOPES = "secret_scopes"  # validation context key: the scopes to resolve (absent: all)
+
+
+class UnloadedSecret(SecretStr):
+    """A secret of another daemon's scope: validated as a reference, never read."""
+
+    def get_secret_value(self) -> str:
+        raise VspdError("a secret of another daemon's scope was used (not loaded here)")
+
+
+def resolve_secret(value: object, info: ValidationInfo, scope: Scope) -> object:
     if isinstance(value, SecretStr) or not isinstance(value, str):
         return value
+    context = info.context or {}
     # The loader passes its environment, so that tests need not touch os.environ.
-    environ = (info.context or {}).get("environ", os.environ)
+    environ = context.get("environ", os.environ)
+    scopes: Collection[str] = context.get(CONTEXT_SCOPES, SCOPES)
     if value.startswith("credential:"):
         name = value.removeprefix("credential:")
         if not _CREDENTIAL_NAME.fullmatch(name):
@@ -32,17 +63,57 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
                 f"credential name {name[:40]!r} must be a file name in $CREDENTIALS_DIRECTORY "
                 "(letters, digits, '_', '.', '-'; no '/')"
             )
+        if scope not in scopes:
+            return UnloadedSecret(value)
         directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             raise ValueError(
                 f"refers to credential {name!r} but $CREDENTIALS_DIRECTORY is not set "
-                "(run under systemd with LoadCredential=, or use file:/path)"
+                f"(put it in /etc/vspd/credentials/{scope}/{name} for the packaged units, "
+                "or use file:/path)"
             )
-        plain, packaged = Path(directory) / name, Path(directory) / f"vspd_{name}"
-        return _read(packaged if not plain.exists() and packaged.exists() else plain)
+        return _read(_credential_path(Path(directory), scope, name))
     if value.startswith("file:"):
+        if scope not in scopes:
+            return UnloadedSecret(value)
         return _read(Path(value.removeprefix("file:")))
     return value
+
+
+def _credential_path(directory: Path, scope: Scope, name: str) -> Path:
+    """Where credential NAME of SCOPE is, in every layout vspd meets."""
+    candidates = (
+        directory / name,  # LoadCredential=NAME:/path, or a directory of plain files
+        directory
+        / f"{scope}_{name}",  # the packaged units: LoadCredential=SCOPE:/etc/vspd/credentials/SCOPE
+        directory / scope / name,  # CREDENTIALS_DIRECTORY=/etc/vspd/credentials (check-config)
+        directory
+        / f"vspd_{name}",  # units before scopes: LoadCredential=vspd:/etc/vspd/credentials
+    )
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    return directory / scope / name if (directory / scope).is_dir() else directory / name
+
+
+def secret_in(scope: Scope) -> BeforeValidator:
+    return BeforeValidator(partial(resolve_secret, scope=scope))
+
+
+def _resolve_url(value: object, info: ValidationInfo, scope: Scope) -> object:
+    resolved = resolve_secret(value, info, scope)
+    return value if isinstance(resolved, UnloadedSecret) else resolved
+
+
+def url_in(scope: Scope) -> BeforeValidator:
+    """For a URL that may be a secret reference itself (a webhook with its token)."""
+    return BeforeValidator(partial(_resolve_url, scope=scope))
+
+
+def is_unloaded_reference(value: str, info: ValidationInfo, scope: Scope) -> bool:
+    """A credential:/file: reference left unread because SCOPE is not this daemon's."""
+    scopes: Collection[str] = (info.context or {}).get(CONTEXT_SCOPES, SCOPES)
+    return scope not in scopes and value.startswith(("credential:", "file:"))
 
 
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -68,4 +139,6 @@ def _read(path: Path) -> str:
         raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
 
 
-Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+KafkaSecret = Annotated[SecretStr, secret_in("kafka")]
+CameraSecret = Annotated[SecretStr, secret_in("cameras")]
+AlertsSecret = Annotated[SecretStr, secret_in("alerts")]
