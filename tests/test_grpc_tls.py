@@ -111,6 +111,15 @@ def test_refused_connections_are_named_and_never_fall_back_to_plaintext(
     assert '"event": "processor available"' not in broker_process.log()
     assert processor.process is not None
     assert processor.process.poll() is None
+    # The processor says what the client got wrong too, where it can know it: the client's
+    # own certificate check (wrong CA) fails on the broker's side only.
+    if mistake != "wrong CA":
+        said = "sent no certificate" if mistake == "no client certificate" else "does not speak TLS"
+        processor.wait_for_log('"event": "TLS handshake refused"')
+        refusal = next(
+            text for text in processor.log().splitlines() if "TLS handshake refused" in text
+        )
+        assert said in refusal, refusal
 
 
 def test_check_config_names_missing_or_unpaired_tls_files(
@@ -125,3 +134,40 @@ def test_check_config_names_missing_or_unpaired_tls_files(
         path = write_config(name="bad.toml", **sections)
         with pytest.raises(ConfigError, match=reason):
             load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("core_line", "meaning"),
+    [
+        # BoringSSL (PyPI grpcio), as seen in this suite's processor logs.
+        (
+            "I1201 11:44:29.516193 6896 ssl_transport_security.cc:2563] Handshake failed with "
+            "error SSL_ERROR_SSL: error:100000c0:SSL routines:OPENSSL_internal:"
+            "PEER_DID_NOT_RETURN_A_CERTIFICATE: Invalid certificate verification context",
+            "sent no certificate",
+        ),
+        # OpenSSL (Debian's grpcio 1.51) spells the same reasons in lower case.
+        (
+            "I1201 ssl_transport_security.cc:1446] Handshake failed with fatal error "
+            "SSL_ERROR_SSL: error:0A0000C7:SSL routines::peer did not return a certificate.",
+            "sent no certificate",
+        ),
+        (
+            "Handshake failed with fatal error SSL_ERROR_SSL: error:0A000086:SSL routines::"
+            "certificate verify failed.",
+            "not signed by tls_client_ca_file",
+        ),
+        (
+            "Handshake failed with fatal error SSL_ERROR_SSL: error:0A00009C:SSL routines::"
+            "http request.",
+            "does not speak TLS",
+        ),
+    ],
+)
+def test_grpc_core_refusals_are_named_in_both_tls_libraries(core_line: str, meaning: str) -> None:
+    from vspd.processor.tls_refusals import describe_refusal
+
+    described = describe_refusal(core_line)
+    assert described is not None
+    assert meaning in described[1]
+    assert describe_refusal("I1201 chttp2_server.cc:1200] listening on 0.0.0.0:50051") is None

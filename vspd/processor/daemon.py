@@ -12,6 +12,7 @@ from vspd.processor.builtins import load_builtin
 from vspd.processor.core import ProcessingCore, ProcessorMetrics
 from vspd.processor.plugin import LoadedPlugin, load_plugin
 from vspd.processor.server import ProcessorServer
+from vspd.processor.tls_refusals import TlsRefusalLog
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.service import serve
 
@@ -26,8 +27,11 @@ class ProcessorDaemon:
         self.core = ProcessingCore(ProcessorMetrics(registry))
         self.server = ProcessorServer(self.config, self.core, config.processor_message_bytes)
         self.stop = stop
+        self.tls_refusals = TlsRefusalLog(registry) if self.config.tls_cert_file else None
 
     def start(self) -> None:
+        if self.tls_refusals is not None:
+            self.tls_refusals.start()
         # Listen first (health NOT_SERVING, calls UNAVAILABLE), then load the
         # model, which can take long; SERVING only once it is loaded.
         self.server.start()
@@ -57,6 +61,8 @@ class ProcessorDaemon:
 
     def drain(self) -> None:
         self.server.stop(self.config.grace_period_s)
+        if self.tls_refusals is not None:
+            self.tls_refusals.stop()
 
 
 def main(config: VspdConfig, _args: argparse.Namespace) -> int:
