@@ -9,7 +9,6 @@ as under systemd; the broker is Tansu on loopback.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from confluent_kafka import KafkaException
 from bench.support import print_table
 from bench.support_proc import process_cpu_seconds
 from vspd import wire
+from vspd.alerts import store
 from vspd.config import load_config
 from vspd.config.toml_writer import render_toml
 from vspd.demo.children import Child, total
@@ -148,7 +148,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
             )
             # What the processor itself took, as it reports: the floor of the latency.
             processing = sorted(r.processing_time_ns / 1e6 for r in measured)
-            alert_ms = _alert_latencies(work / "state" / "alerts.sqlite", t0, t1)
+            alert_ms = _alert_latencies(store.database_path(work / "state"), t0, t1)
         finally:
             for child in reversed(children):
                 child.stop(30)
@@ -184,16 +184,11 @@ def _cpu(child: Child) -> float:
 def _alert_latencies(database: Path, t0: int, t1: int) -> list[float]:
     if not database.exists():
         return []
-    connection = sqlite3.connect(database)
+    connection = store.connect(database)
     try:
-        rows = connection.execute(
-            "SELECT d.done_ns - e.time_ns FROM deliveries d JOIN events e ON e.id = d.event_id "
-            "WHERE d.state = 'delivered' AND e.time_ns BETWEEN ? AND ?",
-            (t0, t1),
-        ).fetchall()
+        return store.delivery_delays_ms(connection, t0, t1)
     finally:
         connection.close()
-    return sorted(row[0] / 1e6 for row in rows)
 
 
 def _over(latencies: list[float], processing: list[float], pct: int) -> str:

@@ -22,6 +22,7 @@ from tests.support.peers import Mosquitto, SmtpServer, WebhookReceiver
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.results import SECOND, messages, new_session, result
 from tests.support.tansu import free_port
+from vspd.alerts import store
 
 PERSON = ("person", 0.9, (0.3, 0.2, 0.6, 0.9))
 CAT = ("cat", 0.8, (0.1, 0.6, 0.3, 0.9))
@@ -72,7 +73,7 @@ class Alerts:
         produce(self.bootstrap, self.topics["results_topic"], messages(results))
 
     def events(self) -> list[tuple[str, str, int]]:
-        connection = sqlite3.connect(self.state / "alerts.sqlite")
+        connection = sqlite3.connect(store.database_path(self.state))
         try:
             return [
                 tuple(row)
@@ -82,7 +83,7 @@ class Alerts:
             connection.close()
 
     def deliveries(self) -> dict[tuple[int, str], str]:
-        connection = sqlite3.connect(self.state / "alerts.sqlite")
+        connection = sqlite3.connect(store.database_path(self.state))
         try:
             return {
                 (row[0], row[1]): row[2]

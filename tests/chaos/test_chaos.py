@@ -29,6 +29,7 @@ from tests.support.peers import WebhookReceiver
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
+from vspd.alerts import store
 from vspd.alerts.rules import RuleState, build_rules
 from vspd.config.model import KafkaConfig, RuleConfig
 from vspd.config.toml_writer import render_toml
@@ -309,7 +310,7 @@ def drain(chaos: Chaos) -> None:
         return frames <= results
 
     wait_until(all_processed, 300, "every frame's result after the faults")
-    database = chaos.directory / "state" / "alerts.sqlite"
+    database = store.database_path(chaos.directory / "state")
 
     def alerts_caught_up() -> bool:
         last = defaultdict(int)

@@ -13,7 +13,6 @@ rolled back alone (a savepoint), counted and dead-lettered (stage
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import time
 from datetime import datetime
@@ -58,7 +57,7 @@ class AlertsDaemon:
         self.metrics = AlertsMetrics(registry)
         self.state_dir = Path(self.settings.state_dir)
         self.reports_dir = Path(self.settings.reports_dir)
-        self.database = self.state_dir / "alerts.sqlite"
+        self.database = store.database_path(self.state_dir)
         self.connection: sqlite3.Connection | None = None
         self.rules: list[Rule] = build_rules(self.settings.rules)
         self.rule_states: dict[tuple[str, str], RuleState] = {}
@@ -87,11 +86,9 @@ class AlertsDaemon:
                 f"cannot open the store {self.database}: {exc} (is state_dir writable by this user?)"
             ) from None
         self._consumed = store.consumed_offsets(self.connection)
-        for row in self.connection.execute(
-            "SELECT rule, camera, matches, last_alert_ns FROM rule_state"
-        ):
-            self.rule_states[(row[0], row[1])] = RuleState(
-                matches=[int(t) for t in json.loads(row[2])], last_alert_ns=row[3]
+        for key, saved in store.rule_states(self.connection).items():
+            self.rule_states[key] = RuleState(
+                matches=saved.matches, last_alert_ns=saved.last_alert_ns
             )
         for sink_config in self.settings.sinks:
             worker = DeliveryWorker(
@@ -170,16 +167,12 @@ class AlertsDaemon:
         except wire.BadMessageError as exc:
             self._reject(message, "alerts.decode", str(exc))
             return 0
-        connection.execute("SAVEPOINT result")
         try:
-            created = self._record_result(connection, result)
+            with store.isolated(connection):
+                return self._record_result(connection, result)
         except Exception as exc:  # noqa: BLE001 - one bad result must not stop the daemon
-            connection.execute("ROLLBACK TO result")
-            connection.execute("RELEASE result")
             self._reject(message, "alerts.process", f"{type(exc).__name__}: {exc}")
             return 0
-        connection.execute("RELEASE result")
-        return created
 
     def _reject(self, message: Message, stage: str, reason: str) -> None:
         self.counts["bad"] += 1
@@ -209,11 +202,7 @@ class AlertsDaemon:
 
     def _record_result(self, connection: sqlite3.Connection, result: result_pb2.Result) -> int:
         frame = result.frame
-        row = connection.execute(
-            "SELECT last_seq FROM seen WHERE camera = ? AND session = ?",
-            (frame.camera_id, frame.session_id),
-        ).fetchone()
-        last = row[0] if row is not None else None
+        last = store.last_seq(connection, frame.camera_id, frame.session_id)
         if last is not None and last - DUPLICATE_WINDOW < frame.seq <= last:
             self.counts["duplicates"] += 1
             self.metrics.duplicates.inc()
@@ -222,11 +211,7 @@ class AlertsDaemon:
         if last is not None and last < frame.seq <= last + MAX_GAP:
             gaps = frame.seq - last - 1
         if last is None or frame.seq > last:
-            connection.execute(
-                "INSERT INTO seen (camera, session, last_seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (camera, session) DO UPDATE SET last_seq = excluded.last_seq",
-                (frame.camera_id, frame.session_id, frame.seq),
-            )
+            store.save_last_seq(connection, frame.camera_id, frame.session_id, frame.seq)
         self.counts["results"] += 1
         self.metrics.results.inc()
         self._aggregate(connection, result, gaps)
@@ -253,39 +238,26 @@ class AlertsDaemon:
     ) -> None:
         frame = result.frame
         bucket = frame.capture_time_unix_ns // store.BUCKET_NS
-        latency_ms = max(0.0, (result.result_time_unix_ns - frame.capture_time_unix_ns) / 1e6)
         status = result.status
-        connection.execute(
-            """INSERT INTO frame_stats (camera, bucket, results, ok, failed, skipped, gaps, latency_sum_ms, latency_max_ms)
-               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (camera, bucket) DO UPDATE SET
-                 results = results + 1, ok = ok + excluded.ok, failed = failed + excluded.failed,
-                 skipped = skipped + excluded.skipped, gaps = gaps + excluded.gaps,
-                 latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,
-                 latency_max_ms = MAX(latency_max_ms, excluded.latency_max_ms)""",
-            (
-                frame.camera_id,
-                bucket,
-                int(status == result_pb2.STATUS_OK),
-                int(status == result_pb2.STATUS_FAILED),
-                int(status == result_pb2.STATUS_SKIPPED),
-                gaps,
-                latency_ms,
-                latency_ms,
+        store.add_frame(
+            connection,
+            store.FrameOutcome(
+                camera=frame.camera_id,
+                bucket=bucket,
+                ok=status == result_pb2.STATUS_OK,
+                failed=status == result_pb2.STATUS_FAILED,
+                skipped=status == result_pb2.STATUS_SKIPPED,
+                gaps=gaps,
+                latency_ms=max(
+                    0.0, (result.result_time_unix_ns - frame.capture_time_unix_ns) / 1e6
+                ),
             ),
         )
         per_label: dict[str, tuple[int, float]] = {}
         for detection in result.detections:
             count, best = per_label.get(detection.label, (0, 0.0))
             per_label[detection.label] = (count + 1, max(best, detection.confidence))
-        connection.executemany(
-            """INSERT INTO detection_stats (camera, bucket, label, detections, frames, max_confidence)
-               VALUES (?, ?, ?, ?, 1, ?)
-               ON CONFLICT (camera, bucket, label) DO UPDATE SET
-                 detections = detections + excluded.detections, frames = frames + 1,
-                 max_confidence = MAX(max_confidence, excluded.max_confidence)""",
-            [(frame.camera_id, bucket, label, n, best) for label, (n, best) in per_label.items()],
-        )
+        store.add_detections(connection, frame.camera_id, bucket, per_label)
 
     def _raise_event(
         self, connection: sqlite3.Connection, result: result_pb2.Result, trigger: Trigger, key: str
@@ -295,33 +267,23 @@ class AlertsDaemon:
         jpeg = snapshots.draw(result, highlight={d["label"] for d in trigger.detections})
         if jpeg is not None:
             snapshot = snapshots.save(self.state_dir, frame.camera_id, key, jpeg)
-        cursor = connection.execute(
-            """INSERT OR IGNORE INTO events
-               (rule, camera, session, seq, time_ns, label, confidence, count, severity, message, snapshot, detections)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (
-                trigger.rule.name,
-                frame.camera_id,
-                frame.session_id,
-                frame.seq,
-                frame.capture_time_unix_ns,
-                trigger.label,
-                trigger.confidence,
-                trigger.count,
-                trigger.rule.severity,
-                trigger.message,
-                snapshot,
-                json.dumps(trigger.detections),
-            ),
-        )
-        if cursor.rowcount == 0:
-            return 0  # this event exists already: no second one, no second delivery
-        event_id = cursor.lastrowid
         sinks = trigger.rule.sinks or [worker.sink.name for worker in self.workers]
-        connection.executemany(
-            "INSERT INTO deliveries (event_id, sink) VALUES (?, ?)",
-            [(event_id, sink) for sink in sinks],
+        event = store.NewEvent(
+            rule=trigger.rule.name,
+            camera=frame.camera_id,
+            session=frame.session_id,
+            seq=frame.seq,
+            time_ns=frame.capture_time_unix_ns,
+            label=trigger.label,
+            confidence=trigger.confidence,
+            count=trigger.count,
+            severity=trigger.rule.severity,
+            message=trigger.message,
+            snapshot=snapshot,
+            detections=trigger.detections,
         )
+        if store.insert_event(connection, event, sinks) is None:
+            return 0  # this event exists already: no second one, no second delivery
         for sink in sinks:
             given_up = store.give_up_beyond(connection, sink, self.settings.max_pending_per_sink)
             if given_up:
@@ -335,13 +297,12 @@ class AlertsDaemon:
 
     def _save_rule_states(self, connection: sqlite3.Connection) -> None:
         dirty = [(key, state) for key, state in self.rule_states.items() if state.dirty]
-        connection.executemany(
-            "INSERT INTO rule_state (rule, camera, matches, last_alert_ns) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (rule, camera) DO UPDATE SET matches = excluded.matches, last_alert_ns = excluded.last_alert_ns",
-            [
-                (rule, camera, json.dumps(state.matches), state.last_alert_ns)
-                for (rule, camera), state in dirty
-            ],
+        store.save_rule_states(
+            connection,
+            {
+                key: store.RuleStateRecord(state.matches, state.last_alert_ns)
+                for key, state in dirty
+            },
         )
         for _key, state in dirty:
             state.dirty = False

@@ -74,17 +74,7 @@ def _text(moment_ns: int) -> str:
 
 
 def cameras_in(connection: sqlite3.Connection, period: Period) -> list[str]:
-    rows = connection.execute(
-        "SELECT DISTINCT camera FROM frame_stats WHERE bucket >= ? AND bucket < ? "
-        "UNION SELECT DISTINCT camera FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY 1",
-        (
-            period.since_ns // BUCKET_NS,
-            period.until_ns // BUCKET_NS + 1,
-            period.since_ns,
-            period.until_ns,
-        ),
-    ).fetchall()
-    return [str(row[0]) for row in rows]
+    return store.cameras_between(connection, period.since_ns, period.until_ns)
 
 
 def gather(
@@ -92,42 +82,26 @@ def gather(
 ) -> dict[str, Any]:
     first, end = period.since_ns // BUCKET_NS, -(-period.until_ns // BUCKET_NS)
     counts = [
-        {"label": row[0], "detections": row[1], "frames": row[2], "max_confidence": row[3]}
-        for row in connection.execute(
-            "SELECT label, SUM(detections), SUM(frames), MAX(max_confidence) FROM detection_stats "
-            "WHERE camera = ? AND bucket >= ? AND bucket < ? GROUP BY label ORDER BY 2 DESC",
-            (camera, first, end),
-        )
+        {
+            "label": count.label,
+            "detections": count.detections,
+            "frames": count.frames,
+            "max_confidence": count.max_confidence,
+        }
+        for count in store.label_counts(connection, camera, first, end)
     ]
     timeline = [
-        {"bucket": row[0], "label": row[1], "detections": row[2]}
-        for row in connection.execute(
-            "SELECT bucket, label, detections FROM detection_stats "
-            "WHERE camera = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, label",
-            (camera, first, end),
-        )
+        {"bucket": point.bucket, "label": point.label, "detections": point.detections}
+        for point in store.timeline(connection, camera, first, end)
     ]
-    health_row = connection.execute(
-        "SELECT COALESCE(SUM(results),0), COALESCE(SUM(ok),0), COALESCE(SUM(failed),0), COALESCE(SUM(skipped),0), "
-        "COALESCE(SUM(gaps),0), COALESCE(SUM(latency_sum_ms),0), COALESCE(MAX(latency_max_ms),0), "
-        "MIN(bucket), MAX(bucket) FROM frame_stats WHERE camera = ? AND bucket >= ? AND bucket < ?",
-        (camera, first, end),
-    ).fetchone()
-    results = int(health_row[0])
-    active_buckets = (health_row[8] - health_row[7] + 1) if health_row[7] is not None else 0
-    seconds = active_buckets * BUCKET_NS / 1e9 if results else 1.0
+    health = store.frame_health(connection, camera, first, end)
+    results = health.results
+    seconds = health.active_buckets * BUCKET_NS / 1e9 if results else 1.0
     alerts = []
-    for row in connection.execute(
-        "SELECT * FROM events WHERE camera = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
-        (camera, period.since_ns, period.until_ns),
-    ):
-        event = store.EventRecord.from_row(row)
+    for event in store.events_between(connection, camera, period.since_ns, period.until_ns):
         deliveries = [
-            {"sink": d[0], "state": d[1], "attempts": d[2]}
-            for d in connection.execute(
-                "SELECT sink, state, attempts FROM deliveries WHERE event_id = ? ORDER BY sink",
-                (event.id,),
-            )
+            {"sink": d.sink, "state": d.state, "attempts": d.attempts}
+            for d in store.deliveries_of(connection, event.id)
         ]
         alerts.append(
             {
@@ -153,13 +127,13 @@ def gather(
         "alerts": alerts,
         "health": {
             "results": results,
-            "ok": int(health_row[1]),
-            "failed": int(health_row[2]),
-            "skipped": int(health_row[3]),
-            "gaps": int(health_row[4]),
+            "ok": health.ok,
+            "failed": health.failed,
+            "skipped": health.skipped,
+            "gaps": health.gaps,
             "fps": results / seconds,
-            "latency_mean_ms": float(health_row[5]) / results if results else 0.0,
-            "latency_max_ms": float(health_row[6]),
+            "latency_mean_ms": health.latency_sum_ms / results if results else 0.0,
+            "latency_max_ms": health.latency_max_ms,
         },
         "_state_dir": str(state_dir),
     }
@@ -324,7 +298,7 @@ def main(config: VspdConfig, args: argparse.Namespace) -> int:
     if until <= since:
         raise AlertsError("--until must be after --since")
     state_dir = Path(config.alerts.state_dir)
-    database = state_dir / "alerts.sqlite"
+    database = store.database_path(state_dir)
     if not database.exists():
         raise AlertsError(
             f"no alerts store at {database} (has `vspd alerts` run with this config?)"

@@ -228,3 +228,300 @@ def give_up_beyond(connection: sqlite3.Connection, sink: str, keep: int) -> int:
         (now_ns(), sink, sink, keep),
     )
     return int(cursor.rowcount)
+
+
+# -- where the store lives --------------------------------------------------
+DATABASE_NAME = "alerts.sqlite"
+
+
+def database_path(state_dir: Path) -> Path:
+    return state_dir / DATABASE_NAME
+
+
+def event_count(path: Path) -> int:
+    """Events in the store at `path`, 0 if there is none (read without migrating it)."""
+    if not path.exists():
+        return 0
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(connection.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        connection.close()
+
+
+# -- one result's changes -----------------------------------------------------
+@contextmanager
+def isolated(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A savepoint: on any error what was changed inside is undone alone, and the error raised."""
+    connection.execute("SAVEPOINT result")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK TO result")
+        connection.execute("RELEASE result")
+        raise
+    connection.execute("RELEASE result")
+
+
+def last_seq(connection: sqlite3.Connection, camera: str, session: str) -> int | None:
+    row = connection.execute(
+        "SELECT last_seq FROM seen WHERE camera = ? AND session = ?", (camera, session)
+    ).fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def save_last_seq(connection: sqlite3.Connection, camera: str, session: str, seq: int) -> None:
+    connection.execute(
+        "INSERT INTO seen (camera, session, last_seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (camera, session) DO UPDATE SET last_seq = excluded.last_seq",
+        (camera, session, seq),
+    )
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What one result adds to its camera's 5-second bucket."""
+
+    camera: str
+    bucket: int
+    ok: bool
+    failed: bool
+    skipped: bool
+    gaps: int
+    latency_ms: float
+
+
+def add_frame(connection: sqlite3.Connection, outcome: FrameOutcome) -> None:
+    connection.execute(
+        """INSERT INTO frame_stats (camera, bucket, results, ok, failed, skipped, gaps, latency_sum_ms, latency_max_ms)
+           VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (camera, bucket) DO UPDATE SET
+             results = results + 1, ok = ok + excluded.ok, failed = failed + excluded.failed,
+             skipped = skipped + excluded.skipped, gaps = gaps + excluded.gaps,
+             latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,
+             latency_max_ms = MAX(latency_max_ms, excluded.latency_max_ms)""",
+        (
+            outcome.camera,
+            outcome.bucket,
+            int(outcome.ok),
+            int(outcome.failed),
+            int(outcome.skipped),
+            outcome.gaps,
+            outcome.latency_ms,
+            outcome.latency_ms,
+        ),
+    )
+
+
+def add_detections(
+    connection: sqlite3.Connection,
+    camera: str,
+    bucket: int,
+    per_label: dict[str, tuple[int, float]],
+) -> None:
+    """per_label: label -> (detections in this frame, best confidence)."""
+    connection.executemany(
+        """INSERT INTO detection_stats (camera, bucket, label, detections, frames, max_confidence)
+           VALUES (?, ?, ?, ?, 1, ?)
+           ON CONFLICT (camera, bucket, label) DO UPDATE SET
+             detections = detections + excluded.detections, frames = frames + 1,
+             max_confidence = MAX(max_confidence, excluded.max_confidence)""",
+        [(camera, bucket, label, n, best) for label, (n, best) in per_label.items()],
+    )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    rule: str
+    camera: str
+    session: str
+    seq: int
+    time_ns: int
+    label: str
+    confidence: float
+    count: int
+    severity: str
+    message: str
+    snapshot: str | None
+    detections: list[dict[str, Any]]
+
+
+def insert_event(connection: sqlite3.Connection, event: NewEvent, sinks: list[str]) -> int | None:
+    """The event and one pending delivery per sink; None if this event exists already."""
+    cursor = connection.execute(
+        """INSERT OR IGNORE INTO events
+           (rule, camera, session, seq, time_ns, label, confidence, count, severity, message, snapshot, detections)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            event.rule,
+            event.camera,
+            event.session,
+            event.seq,
+            event.time_ns,
+            event.label,
+            event.confidence,
+            event.count,
+            event.severity,
+            event.message,
+            event.snapshot,
+            json.dumps(event.detections, allow_nan=False),
+        ),
+    )
+    if cursor.rowcount == 0 or cursor.lastrowid is None:
+        return None
+    event_id = int(cursor.lastrowid)
+    connection.executemany(
+        "INSERT INTO deliveries (event_id, sink) VALUES (?, ?)",
+        [(event_id, sink) for sink in sinks],
+    )
+    return event_id
+
+
+@dataclass(frozen=True)
+class RuleStateRecord:
+    matches: list[int]  # capture times (ns) of the recent matching frames
+    last_alert_ns: int | None
+
+
+def rule_states(connection: sqlite3.Connection) -> dict[tuple[str, str], RuleStateRecord]:
+    """(rule, camera) -> its debounce and cooldown state."""
+    return {
+        (str(row[0]), str(row[1])): RuleStateRecord(
+            [int(t) for t in json.loads(row[2])], None if row[3] is None else int(row[3])
+        )
+        for row in connection.execute("SELECT rule, camera, matches, last_alert_ns FROM rule_state")
+    }
+
+
+def save_rule_states(
+    connection: sqlite3.Connection, states: dict[tuple[str, str], RuleStateRecord]
+) -> None:
+    connection.executemany(
+        "INSERT INTO rule_state (rule, camera, matches, last_alert_ns) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (rule, camera) DO UPDATE SET matches = excluded.matches, last_alert_ns = excluded.last_alert_ns",
+        [
+            (rule, camera, json.dumps(state.matches), state.last_alert_ns)
+            for (rule, camera), state in states.items()
+        ],
+    )
+
+
+# -- what reports read ---------------------------------------------------------
+def cameras_between(connection: sqlite3.Connection, since_ns: int, until_ns: int) -> list[str]:
+    rows = connection.execute(
+        "SELECT DISTINCT camera FROM frame_stats WHERE bucket >= ? AND bucket < ? "
+        "UNION SELECT DISTINCT camera FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY 1",
+        (since_ns // BUCKET_NS, until_ns // BUCKET_NS + 1, since_ns, until_ns),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    label: str
+    detections: int
+    frames: int
+    max_confidence: float
+
+
+def label_counts(
+    connection: sqlite3.Connection, camera: str, first_bucket: int, end_bucket: int
+) -> list[LabelCount]:
+    return [
+        LabelCount(str(row[0]), int(row[1]), int(row[2]), float(row[3]))
+        for row in connection.execute(
+            "SELECT label, SUM(detections), SUM(frames), MAX(max_confidence) FROM detection_stats "
+            "WHERE camera = ? AND bucket >= ? AND bucket < ? GROUP BY label ORDER BY 2 DESC",
+            (camera, first_bucket, end_bucket),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    bucket: int
+    label: str
+    detections: int
+
+
+def timeline(
+    connection: sqlite3.Connection, camera: str, first_bucket: int, end_bucket: int
+) -> list[TimelinePoint]:
+    return [
+        TimelinePoint(int(row[0]), str(row[1]), int(row[2]))
+        for row in connection.execute(
+            "SELECT bucket, label, detections FROM detection_stats "
+            "WHERE camera = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, label",
+            (camera, first_bucket, end_bucket),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class FrameHealth:
+    results: int
+    ok: int
+    failed: int
+    skipped: int
+    gaps: int
+    latency_sum_ms: float
+    latency_max_ms: float
+    active_buckets: int  # from the first to the last bucket with a result
+
+
+def frame_health(
+    connection: sqlite3.Connection, camera: str, first_bucket: int, end_bucket: int
+) -> FrameHealth:
+    row = connection.execute(
+        "SELECT COALESCE(SUM(results),0), COALESCE(SUM(ok),0), COALESCE(SUM(failed),0), COALESCE(SUM(skipped),0), "
+        "COALESCE(SUM(gaps),0), COALESCE(SUM(latency_sum_ms),0), COALESCE(MAX(latency_max_ms),0), "
+        "MIN(bucket), MAX(bucket) FROM frame_stats WHERE camera = ? AND bucket >= ? AND bucket < ?",
+        (camera, first_bucket, end_bucket),
+    ).fetchone()
+    active = (int(row[8]) - int(row[7]) + 1) if row[7] is not None else 0
+    return FrameHealth(
+        int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
+        float(row[5]), float(row[6]), active,
+    )  # fmt: skip
+
+
+def events_between(
+    connection: sqlite3.Connection, camera: str, since_ns: int, until_ns: int
+) -> list[EventRecord]:
+    return [
+        EventRecord.from_row(row)
+        for row in connection.execute(
+            "SELECT * FROM events WHERE camera = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
+            (camera, since_ns, until_ns),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    sink: str
+    state: str  # pending, delivered, given_up
+    attempts: int
+    done_ns: int | None
+
+
+def deliveries_of(connection: sqlite3.Connection, event_id: int) -> list[DeliveryRecord]:
+    return [
+        DeliveryRecord(str(row[0]), str(row[1]), int(row[2]), row[3])
+        for row in connection.execute(
+            "SELECT sink, state, attempts, done_ns FROM deliveries WHERE event_id = ? ORDER BY sink",
+            (event_id,),
+        )
+    ]
+
+
+def delivery_delays_ms(connection: sqlite3.Connection, since_ns: int, until_ns: int) -> list[float]:
+    """Capture to delivery, per delivered alert of frames captured in [since, until], sorted."""
+    rows = connection.execute(
+        "SELECT d.done_ns - e.time_ns FROM deliveries d JOIN events e ON e.id = d.event_id "
+        "WHERE d.state = 'delivered' AND e.time_ns BETWEEN ? AND ?",
+        (since_ns, until_ns),
+    ).fetchall()
+    return sorted(row[0] / 1e6 for row in rows)

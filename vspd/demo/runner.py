@@ -312,7 +312,7 @@ class Demo:
         dropped: int,
         bootstrap: str,
     ) -> Path:
-        database = self.state_dir / "alerts.sqlite"
+        database = store.database_path(self.state_dir)
         period = reports.Period("demo", since, until)
         cameras: list[dict[str, Any]] = []
         alerts: list[dict[str, Any]] = []
@@ -379,14 +379,7 @@ class Demo:
         return cameras, alerts
 
     def summary(self, verdict: Verdict, dropped: int, index: Path) -> None:
-        alerts = 0
-        database = self.state_dir / "alerts.sqlite"
-        if database.exists():
-            connection = sqlite3.connect(database)
-            try:
-                alerts = int(connection.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-            finally:
-                connection.close()
+        alerts = store.event_count(store.database_path(self.state_dir))
         say("")
         say("vspd demo summary")
         say(
