@@ -49,6 +49,7 @@ PACKAGES = [
     "python3-prometheus-client",
     "python3-jinja2",
     "python3-paho-mqtt",
+    "python3-sdnotify",
     "opencv-data",
 ]
 

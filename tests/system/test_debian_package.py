@@ -41,6 +41,7 @@ EXPECTED_DEPENDS = {
     "python3-prometheus-client",
     "python3-jinja2",
     "python3-paho-mqtt",
+    "python3-sdnotify",
     "python3:any",
     "systemd",  # for systemd-sysusers (the vspd user); alternatives: systemd-standalone-sysusers
 }

@@ -1,17 +1,21 @@
-"""The systemd notify protocol (sd_notify), spoken directly over its datagram socket.
+"""The systemd notify protocol through `sdnotify` (python3-sdnotify in Debian).
 
-Without ``NOTIFY_SOCKET`` every call is a no-op, so daemons call it
-unconditionally. Watchdog pings come only from the daemon's main loop
-(``Lifecycle.tick``): a loop that hangs stops pinging and systemd restarts it.
+sdnotify speaks the datagram protocol; what is vspd's own is when to speak:
+READY once started, STATUS lines, STOPPING, and watchdog pings that come only
+from the daemon's main loop (``Lifecycle.tick``), so a loop that hangs stops
+pinging and systemd restarts it. Without ``NOTIFY_SOCKET`` every call is a
+no-op, so daemons call it unconditionally. Like sd_notify(3), the socket and
+the watchdog settings come from the environment.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Mapping
+from typing import Any
 
+import sdnotify
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -20,16 +24,15 @@ log = structlog.get_logger(__name__)
 class SystemdNotifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        self._address = _socket_address(environ.get("NOTIFY_SOCKET", ""))
-        self._socket: socket.socket | None = None
-        if self._address is not None:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._notifier: Any = None
+        if environ.get("NOTIFY_SOCKET"):
+            self._notifier = _connect(environ["NOTIFY_SOCKET"])
         self.watchdog_interval_s = _watchdog_interval(environ)
         self._last_ping = float("-inf")
 
     @property
     def enabled(self) -> bool:
-        return self._socket is not None
+        return self._notifier is not None
 
     def ready(self, status: str = "") -> None:
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
@@ -50,26 +53,35 @@ class SystemdNotifier:
             self._send("WATCHDOG=1")
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self._notifier is not None and self._notifier.socket is not None:
+            self._notifier.socket.close()
+        self._notifier = None
 
     def _send(self, message: str) -> None:
-        if self._socket is None or self._address is None:
+        if self._notifier is None:
             return
         try:
-            self._socket.sendto(message.encode(), self._address)
+            self._notifier.notify(message)
         except OSError as exc:
             # systemd gone or socket full: the daemon keeps working regardless.
             log.warning("sd_notify failed", error=str(exc))
 
 
-def _socket_address(value: str) -> str | bytes | None:
-    if not value:
+def _connect(address: str) -> Any:
+    """sdnotify's notifier for `address`; it reads NOTIFY_SOCKET itself, so it is given it."""
+    saved = os.environ.get("NOTIFY_SOCKET")
+    os.environ["NOTIFY_SOCKET"] = address
+    try:
+        # debug=True: failures raise instead of passing silently, and are said once here.
+        return sdnotify.SystemdNotifier(debug=True)
+    except (OSError, TypeError) as exc:
+        log.warning("sd_notify unavailable", socket=address, error=str(exc))
         return None
-    if value.startswith("@"):
-        return b"\0" + value[1:].encode()  # abstract namespace
-    return value
+    finally:
+        if saved is None:
+            os.environ.pop("NOTIFY_SOCKET", None)
+        else:
+            os.environ["NOTIFY_SOCKET"] = saved
 
 
 def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
