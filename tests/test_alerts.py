@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import sqlite3
@@ -510,3 +512,29 @@ def test_apprise_sink_without_the_package_is_a_clear_error() -> None:
     config = AppriseSink(type="apprise", name="all", urls=["mailto://x"])
     with pytest.raises(AlertsError, match="the optional apprise package is not installed"):
         build_sink(config, AlertsConfig())
+
+
+@pytest.mark.parametrize("form", ["seconds", "HTTP-date"])
+def test_a_busy_receiver_is_retried_no_sooner_than_it_asked(
+    webhook: WebhookReceiver, form: str
+) -> None:
+    from email.utils import formatdate
+
+    from vspd.alerts.delivery import retry_delay_s
+    from vspd.alerts.errors import DeliveryError
+    from vspd.alerts.sinks.http import post
+    from vspd.config.model import AlertsConfig
+
+    webhook.mode = "busy"
+    webhook.retry_after = "120" if form == "seconds" else formatdate(time.time() + 120, usegmt=True)
+    signature = "sha256=" + hmac.new(webhook.secret, b"{}", hashlib.sha256).hexdigest()
+    with pytest.raises(DeliveryError) as raised:
+        post(webhook.url, b"{}", {"X-Vspd-Signature": signature}, 5.0)
+    error = raised.value
+    assert error.retriable
+    assert error.retry_after_s is not None
+    assert 100 <= error.retry_after_s <= 120  # an HTTP-date has one-second resolution
+    # The receiver's wish wins over the short backoff of a first failure, within retry_max_s.
+    assert retry_delay_s(AlertsConfig(retry_initial_s=1.0), 1, error) >= error.retry_after_s
+    assert retry_delay_s(AlertsConfig(retry_initial_s=1.0, retry_max_s=30.0), 1, error) == 30.0
+    assert retry_delay_s(AlertsConfig(retry_initial_s=1.0), 1, DeliveryError("x")) <= 1.2

@@ -25,9 +25,10 @@ from vspd.config.model import ProcessorConfig
 from vspd.health.v1 import health_pb2, health_pb2_grpc
 from vspd.legacy import detector_pb2, detector_pb2_grpc
 from vspd.processor.builtins import load_builtin
-from vspd.processor.core import ProcessingCore, ProcessorMetrics
+from vspd.processor.core import ProcessingCore
 from vspd.processor.errors import PluginLoadError
 from vspd.processor.health import NOT_SERVING, SERVING
+from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import load_plugin
 from vspd.processor.server import ProcessorServer
 from vspd.v1 import frame_pb2, processor_pb2_grpc, result_pb2

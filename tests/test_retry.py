@@ -21,3 +21,36 @@ def test_jitter_stays_within_its_band() -> None:
     delays = [backoff_delay(1.0, 1.0, 3) for _ in range(200)]
     assert all(0.8 <= delay <= 1.2 for delay in delays)
     assert len(set(delays)) > 1
+
+
+def test_processor_errors_and_the_broker_agree_on_what_is_worth_retrying() -> None:
+    import grpc
+
+    from vspd.broker.processor_client import CallOutcome
+    from vspd.processor.core import error_code
+    from vspd.processor.errors import (
+        DeadlineExpiredError,
+        InvalidFrameError,
+        NotReadyError,
+        PluginLoadError,
+        ProcessorError,
+    )
+
+    for kind in (
+        ProcessorError,
+        InvalidFrameError,
+        NotReadyError,
+        DeadlineExpiredError,
+        PluginLoadError,
+    ):
+        error = kind("x")
+        code, _message = error_code(error)
+        assert code is kind.code
+        outcome = CallOutcome(None, code, "x", 0.0)
+        assert outcome.transient is error.retriable, kind.__name__
+    assert NotReadyError("x").retriable
+    assert not InvalidFrameError("x").retriable
+    # A plug-in's own exception is a bug: INTERNAL, not retried.
+    code, _message = error_code(ValueError("bad"))
+    assert code is grpc.StatusCode.INTERNAL
+    assert not CallOutcome(None, code, "", 0.0).transient

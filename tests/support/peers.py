@@ -33,7 +33,8 @@ class Received:
 
 
 class WebhookReceiver:
-    """Accepts POSTs; `mode` is "ok", "fail" (HTTP 500) or "slow" (answers after the sender gave up).
+    """Accepts POSTs; `mode` is "ok", "fail" (HTTP 500), "slow" (answers after the sender gave
+    up), or "busy" (HTTP 429 with `Retry-After: retry_after`).
 
     Strict by default: every accepted request counts, so a sender-side duplicate
     shows. `idempotent=True` behaves like a production receiver: a repeat of an
@@ -44,6 +45,7 @@ class WebhookReceiver:
         self.secret = secret
         self.idempotent = idempotent
         self.mode = "ok"
+        self.retry_after = "3600"
         self.accepted: list[Received] = []
         self.repeats = 0
         self.refused = 0
@@ -66,6 +68,12 @@ class WebhookReceiver:
                 mode = receiver.mode  # decided on arrival
                 if mode == "slow":
                     time.sleep(3)
+                if mode == "busy":
+                    receiver.refused += 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", receiver.retry_after)
+                    self.end_headers()
+                    return
                 if mode != "ok":
                     receiver.refused += 1
                     self.send_response(500)

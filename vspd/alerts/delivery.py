@@ -111,7 +111,7 @@ class DeliveryWorker:
         final = not error.retriable or (limit and attempts >= limit)
         retry_at = None
         if not final:
-            delay = backoff_delay(self.alerts.retry_initial_s, self.alerts.retry_max_s, attempts)
+            delay = retry_delay_s(self.alerts, attempts, error)
             retry_at = store.now_ns() + int(delay * 1e9)
         store.mark_failed(connection, event_id, self.sink.name, str(error), retry_at)
         self._failed_metric.labels(self.sink.name, "given_up" if final else "retry").inc()
@@ -134,3 +134,11 @@ class DeliveryWorker:
             return (Path(self.alerts.state_dir) / relative).read_bytes()
         except OSError:
             return None
+
+
+def retry_delay_s(alerts: AlertsConfig, attempts: int, error: DeliveryError) -> float:
+    """Our backoff, or longer if the receiver asked (Retry-After), never past retry_max_s."""
+    delay = backoff_delay(alerts.retry_initial_s, alerts.retry_max_s, attempts)
+    if error.retry_after_s is not None:
+        delay = max(delay, min(error.retry_after_s, alerts.retry_max_s))
+    return delay

@@ -20,19 +20,12 @@ import grpc
 
 from vspd.config.model import BrokerConfig
 from vspd.legacy import detector_pb2, detector_pb2_grpc
+from vspd.runtime.retry import RETRIABLE_GRPC_CODES
 from vspd.v1 import frame_pb2, processor_pb2, result_pb2
 from vspd.wire import grpc_message_limit
 
 # Worth trying again: the processor is down, overloaded, or was too slow this time.
-TRANSIENT_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.CANCELLED,
-    }
-)
+TRANSIENT_CODES = frozenset(code for code in grpc.StatusCode if code.name in RETRIABLE_GRPC_CODES)
 # gRPC says RESOURCE_EXHAUSTED both for "overloaded" (try again) and for a
 # message over a size limit (it will never fit): the details tell them apart.
 _TOO_LARGE = "larger than max"

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from vspd.capture.errors import SourceNotSupportedError, SourceUnavailableError
+from vspd.capture.errors import CaptureError
 from vspd.capture.metrics import CaptureMetrics
 from vspd.capture.sources.base import Captured, FrameSource
 from vspd.config.model import CameraConfig, CaptureConfig
+from vspd.runtime.retry import backoff_delay
 
 log = structlog.get_logger(__name__)
 
@@ -73,34 +74,36 @@ class CameraReader:
         self.metrics.set_state(state)
 
     def _run(self) -> None:
-        delay = self.settings.reconnect_initial_s
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.source.open()
-            except SourceNotSupportedError as exc:
+            except CaptureError as exc:
                 self.last_error = str(exc)
-                self._set_state("unsupported")
-                log.error("source cannot run here", error=str(exc))  # noqa: TRY400 - no traceback needed
-                return
-            except SourceUnavailableError as exc:
-                self.last_error = str(exc)
+                if not exc.retriable:  # the error says it: waiting will not help
+                    self._set_state("unsupported")
+                    log.error("source cannot run here", error=str(exc))  # noqa: TRY400 - no traceback needed
+                    return
                 self._set_state("reconnecting")
             else:
                 self.last_error = ""
                 self._set_state("streaming")
-                delay = self.settings.reconnect_initial_s
+                failures = 0
                 self._stream()
                 self.source.close()
                 if self._stop.is_set():
                     return
                 self._set_state("reconnecting")
+            failures += 1
+            delay = backoff_delay(
+                self.settings.reconnect_initial_s, self.settings.reconnect_max_s, failures
+            )
             self.metrics.reconnects.inc()
             log.warning(
                 "source unavailable; retrying", retry_in_s=round(delay, 2), error=self.last_error
             )
             if self._stop.wait(delay):
                 return
-            delay = min(delay * 2, self.settings.reconnect_max_s)
 
     def _stream(self) -> None:
         interval_ns = int(1e9 / self.camera.fps)
@@ -115,7 +118,7 @@ class CameraReader:
                 next_due = max(next_due + interval_ns, time.monotonic_ns())
             try:
                 captured = self.source.read()
-            except SourceUnavailableError as exc:
+            except CaptureError as exc:  # reopened with backoff; a final one is said there
                 self.last_error = str(exc)
                 return
             if not self.source.paced_by_reader:

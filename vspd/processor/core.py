@@ -14,10 +14,15 @@ import cv2
 import grpc
 import numpy as np
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from vspd.legacy import detector_pb2
-from vspd.processor.errors import InvalidFrameError
+from vspd.processor.errors import (
+    DeadlineExpiredError,
+    InvalidFrameError,
+    NotReadyError,
+    ProcessorError,
+)
+from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import (
     CameraStates,
     FrameView,
@@ -28,35 +33,6 @@ from vspd.processor.plugin import (
 from vspd.v1 import frame_pb2, processor_pb2, result_pb2
 
 log = structlog.get_logger(__name__)
-
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class ProcessorMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.calls = Counter(
-            "vspd_processor_calls",
-            "Calls by outcome (grpc status code)",
-            ["code"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "vspd_processor_seconds",
-            "Time in the plug-in per frame",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "vspd_processor_in_flight", "Calls being processed", registry=registry
-        )
-
-
-class DeadlineExpiredError(Exception):
-    """The caller's deadline passed before the work started: it is not done."""
-
-
-class NotReadyError(Exception):
-    """The plug-in is still loading (UNAVAILABLE: callers retry)."""
 
 
 class ProcessingCore:
@@ -134,12 +110,9 @@ class ProcessingCore:
 
 
 def error_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, InvalidFrameError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, NotReadyError):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, DeadlineExpiredError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
+    """The status a failed call answers with: a vspd error names its own."""
+    if isinstance(exc, ProcessorError):
+        return exc.code, str(exc)
     if isinstance(exc, TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "plug-in did not finish before the deadline"
     return grpc.StatusCode.INTERNAL, f"plug-in failed: {type(exc).__name__}: {exc}"

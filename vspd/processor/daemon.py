@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 
 from vspd.config import VspdConfig
 from vspd.processor.builtins import load_builtin
-from vspd.processor.core import ProcessingCore, ProcessorMetrics
+from vspd.processor.core import ProcessingCore
+from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import LoadedPlugin, load_plugin
 from vspd.processor.server import ProcessorServer
 from vspd.processor.tls_refusals import TlsRefusalLog
@@ -24,10 +25,13 @@ class ProcessorDaemon:
 
     def __init__(self, config: VspdConfig, registry: CollectorRegistry, stop: StopFlag) -> None:
         self.config = config.processor
-        self.core = ProcessingCore(ProcessorMetrics(registry))
+        metrics = ProcessorMetrics(registry)
+        self.core = ProcessingCore(metrics)
         self.server = ProcessorServer(self.config, self.core, config.processor_message_bytes)
         self.stop = stop
-        self.tls_refusals = TlsRefusalLog(registry) if self.config.tls_cert_file else None
+        self.tls_refusals = (
+            TlsRefusalLog(metrics.tls_refused) if self.config.tls_cert_file else None
+        )
 
     def start(self) -> None:
         if self.tls_refusals is not None:

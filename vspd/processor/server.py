@@ -24,7 +24,6 @@ from vspd.config.model import ProcessorConfig
 from vspd.health.v1 import health_pb2_grpc
 from vspd.legacy import detector_pb2, detector_pb2_grpc
 from vspd.processor.core import (
-    NotReadyError,
     ProcessingCore,
     detector_frame,
     detector_reply,
@@ -32,7 +31,7 @@ from vspd.processor.core import (
     fill_size,
     log_failure,
 )
-from vspd.processor.errors import ProcessorError
+from vspd.processor.errors import NotReadyError, ProcessorError
 from vspd.processor.health import NOT_SERVING, SERVING, HealthServicer
 from vspd.processor.plugin import FrameView, Output
 from vspd.v1 import frame_pb2, processor_pb2, processor_pb2_grpc, result_pb2

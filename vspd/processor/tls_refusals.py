@@ -20,7 +20,7 @@ import threading
 import time
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
 
 log = structlog.get_logger(__name__)
 
@@ -76,13 +76,8 @@ def describe_refusal(line: str) -> tuple[str, str] | None:
 
 
 class TlsRefusalLog:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.refused = Counter(
-            "vspd_processor_tls_refused",
-            "TLS handshakes refused, by what the client got wrong",
-            ["reason"],
-            registry=registry,
-        )
+    def __init__(self, refused: Counter) -> None:
+        self.refused = refused  # ProcessorMetrics.tls_refused
         self._last: dict[str, float] = {}
         self._saved_stderr = -1
         self._read_end = -1
