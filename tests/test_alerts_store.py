@@ -89,3 +89,38 @@ def test_an_isolated_change_that_fails_is_undone_alone(tmp_path: Path) -> None:
         assert store.last_seq(connection, "gate", "s1") == 1
     finally:
         connection.close()
+
+
+def test_reports_are_rendered_only_when_what_they_show_changed(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from vspd.alerts.report_worker import ReportWorker
+    from vspd.config.model import AlertsConfig
+
+    settings = AlertsConfig(
+        state_dir=str(tmp_path / "state"),
+        reports_dir=str(tmp_path / "reports"),
+        report_periods=["hourly"],
+    )
+    database = store.database_path(tmp_path / "state")
+    connection = store.connect(database)
+    worker = ReportWorker(database, settings)
+    # Mid-hour, so that one second later is still the same hour.
+    now = datetime.now().astimezone().replace(minute=30, second=0, microsecond=0)
+    bucket = int(now.timestamp() * 1e9) // store.BUCKET_NS
+    outcome = store.FrameOutcome("gate", bucket, True, False, False, 0, 3.0)
+    try:
+        with store.transaction(connection):
+            store.add_frame(connection, outcome)
+        # The previous and the current hour, once each.
+        assert worker.render_changed(connection, now) == 2
+        assert list((tmp_path / "reports" / "gate").glob("*.html"))
+        # Nothing new: nothing rendered, however often it is asked.
+        assert worker.render_changed(connection, now) == 0
+        assert worker.render_changed(connection, now + timedelta(seconds=1)) == 0
+        # A new result in the current hour: that hour only.
+        with store.transaction(connection):
+            store.add_frame(connection, outcome)
+        assert worker.render_changed(connection, now) == 1
+    finally:
+        connection.close()

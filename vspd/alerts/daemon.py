@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import time
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -23,10 +23,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import CollectorRegistry
 
 from vspd import wire
-from vspd.alerts import reports, snapshots, store
+from vspd.alerts import snapshots, store
 from vspd.alerts.delivery import DeliveryWorker
 from vspd.alerts.errors import AlertsError
 from vspd.alerts.metrics import AlertsMetrics
+from vspd.alerts.report_worker import ReportWorker
 from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
 from vspd.alerts.sinks import build_sink
 from vspd.config import VspdConfig
@@ -39,12 +40,24 @@ log = structlog.get_logger(__name__)
 
 BATCH = 200
 POLL_S = 0.2
-REPORT_INTERVAL_S = 60.0
+# An event's deliveries wait for its snapshot, drawn after the transaction
+# commits (drawing inside would hold the store's write lock that the delivery
+# threads wait for). Should the daemon die in between, they go after this
+# long, without the picture.
+SNAPSHOT_HOLD_S = 30.0
 # A seq this far behind the last one of its camera and session is not taken
 # for an upstream duplicate, and one this far ahead does not count as a gap:
 # forged seqs can neither silence a camera nor fill a report with gaps.
 DUPLICATE_WINDOW = 10_000
 MAX_GAP = 100_000
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    event_id: int
+    result: result_pb2.Result
+    highlight: set[str]
+    key: str
 
 
 class AlertsDaemon:
@@ -63,7 +76,8 @@ class AlertsDaemon:
         self.rule_states: dict[tuple[str, str], RuleState] = {}
         self.workers: list[DeliveryWorker] = []
         self.counts = {"results": 0, "duplicates": 0, "replayed": 0, "events": 0, "bad": 0}
-        self._next_report = 0.0
+        self.report_worker = ReportWorker(self.database, self.settings)
+        self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
         self.producer = Producer(
             producer_settings(config.kafka, "vspd-alerts", error_cb=self._on_kafka_error)
@@ -102,6 +116,7 @@ class AlertsDaemon:
             )
             worker.start()
             self.workers.append(worker)
+        self.report_worker.start()
         self.consumer.subscribe([self.config.kafka.results_topic], on_revoke=self._on_revoke)
         log.info(
             "consuming",
@@ -115,19 +130,19 @@ class AlertsDaemon:
         messages = [m for m in self.consumer.consume(BATCH, POLL_S) if self._usable(m)]
         self.producer.poll(0)
         if messages:
+            started = time.perf_counter()
             created = self._record(messages)
+            self._draw_snapshots()
             self._commit_offsets(messages)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
             if created:
                 for worker in self.workers:
                     worker.wake.set()
-        if time.monotonic() >= self._next_report:
-            self._next_report = time.monotonic() + REPORT_INTERVAL_S
-            self._write_reports()
 
     def drain(self) -> None:
         for worker in self.workers:
             worker.stop()
-        self._write_reports()
+        self.report_worker.stop()  # renders what changed a last time
         self.producer.flush(10)
         self.consumer.close()
         if self.connection is not None:
@@ -147,6 +162,7 @@ class AlertsDaemon:
         """Everything this batch changes, in one transaction; returns events created."""
         assert self.connection is not None  # noqa: S101 - start() opened it
         created = 0
+        self._drawings.clear()
         with store.transaction(self.connection) as connection:
             for message in messages:
                 position = (message.topic(), message.partition())
@@ -167,10 +183,12 @@ class AlertsDaemon:
         except wire.BadMessageError as exc:
             self._reject(message, "alerts.decode", str(exc))
             return 0
+        drawings = len(self._drawings)
         try:
             with store.isolated(connection):
                 return self._record_result(connection, result)
         except Exception as exc:  # noqa: BLE001 - one bad result must not stop the daemon
+            del self._drawings[drawings:]  # its events were rolled back with it
             self._reject(message, "alerts.process", f"{type(exc).__name__}: {exc}")
             return 0
 
@@ -264,9 +282,8 @@ class AlertsDaemon:
     ) -> int:
         frame = result.frame
         snapshot = None
-        jpeg = snapshots.draw(result, highlight={d["label"] for d in trigger.detections})
-        if jpeg is not None:
-            snapshot = snapshots.save(self.state_dir, frame.camera_id, key, jpeg)
+        if frame.image:  # drawn after the commit (_draw_snapshots), where the store will say
+            snapshot = str(Path("snapshots") / snapshots.relative_path(frame.camera_id, key))
         sinks = trigger.rule.sinks or [worker.sink.name for worker in self.workers]
         event = store.NewEvent(
             rule=trigger.rule.name,
@@ -282,8 +299,13 @@ class AlertsDaemon:
             snapshot=snapshot,
             detections=trigger.detections,
         )
-        if store.insert_event(connection, event, sinks) is None:
+        event_id = store.insert_event(connection, event, sinks)
+        if event_id is None:
             return 0  # this event exists already: no second one, no second delivery
+        if snapshot is not None:
+            store.hold_deliveries(connection, event_id, store.now_ns() + int(SNAPSHOT_HOLD_S * 1e9))
+            highlight = {d["label"] for d in trigger.detections}
+            self._drawings.append(_Drawing(event_id, result, highlight, key))
         for sink in sinks:
             given_up = store.give_up_beyond(connection, sink, self.settings.max_pending_per_sink)
             if given_up:
@@ -326,22 +348,27 @@ class AlertsDaemon:
     def _on_kafka_error(self, error: KafkaError) -> None:
         self._kafka_errors(error)  # named (authentication, certificate, ...), once a minute
 
-    # -- reports ---------------------------------------------------------------
-    def _write_reports(self) -> None:
-        if self.connection is None:
+    # -- snapshots ---------------------------------------------------------------
+    def _draw_snapshots(self) -> None:
+        """Draw the batch's snapshots outside the transaction, then let their deliveries go."""
+        if not self._drawings or self.connection is None:
             return
-        now = datetime.now().astimezone()
-        for name in self.settings.report_periods:
-            current = reports.period_containing(name, now)
-            previous = reports.period_containing(name, now - reports.PERIODS[name])
-            for period in (previous, current):
-                try:
-                    reports.write_period(self.connection, period, self.reports_dir, self.state_dir)
-                except OSError as exc:
-                    log.error(  # noqa: TRY400 - the reason is enough
-                        "cannot write reports", directory=str(self.reports_dir), error=str(exc)
-                    )
-                    return
+        drawn: dict[int, str | None] = {}
+        for drawing in self._drawings:
+            frame = drawing.result.frame
+            try:
+                jpeg = snapshots.draw(drawing.result, highlight=drawing.highlight)
+                drawn[drawing.event_id] = (
+                    snapshots.save(self.state_dir, frame.camera_id, drawing.key, jpeg)
+                    if jpeg is not None
+                    else None
+                )
+            except Exception as exc:  # noqa: BLE001 - a full disk, a hostile image: sent without it
+                log.warning("snapshot not saved", event_id=drawing.key, error=str(exc))
+                drawn[drawing.event_id] = None
+        self._drawings.clear()
+        with store.transaction(self.connection) as connection:
+            store.release_deliveries(connection, drawn)
 
     # -- status ----------------------------------------------------------------
     def status(self) -> str:

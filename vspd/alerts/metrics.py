@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class AlertsMetrics:
@@ -30,4 +30,12 @@ class AlertsMetrics:
         )
         self.pending = Gauge(
             "vspd_alerts_pending", "Deliveries waiting, by sink", ["sink"], registry=registry
+        )
+        # The main loop's work per batch (store transaction, snapshots, commit):
+        # what keeps it from consuming; reports render on their own thread.
+        self.batch_seconds = Histogram(
+            "vspd_alerts_batch_seconds",
+            "Time to record one batch of results",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=registry,
         )

@@ -525,3 +525,40 @@ def delivery_delays_ms(connection: sqlite3.Connection, since_ns: int, until_ns: 
         (since_ns, until_ns),
     ).fetchall()
     return sorted(row[0] / 1e6 for row in rows)
+
+
+def period_fingerprint(
+    connection: sqlite3.Connection, since_ns: int, until_ns: int
+) -> tuple[int, ...]:
+    """Changes whenever what a report of [since, until) shows changes: results, alerts, deliveries."""
+    frames = connection.execute(
+        "SELECT COALESCE(SUM(results), 0), COUNT(*) FROM frame_stats WHERE bucket >= ? AND bucket < ?",
+        (since_ns // BUCKET_NS, -(-until_ns // BUCKET_NS)),
+    ).fetchone()
+    events = connection.execute(
+        "SELECT COUNT(DISTINCT e.id), COALESCE(MAX(e.id), 0), COALESCE(SUM(d.attempts), 0), "
+        "COALESCE(SUM(d.state = 'pending'), 0) FROM events e LEFT JOIN deliveries d ON d.event_id = e.id "
+        "WHERE e.time_ns >= ? AND e.time_ns < ?",
+        (since_ns, until_ns),
+    ).fetchone()
+    return (*(int(value) for value in frames), *(int(value) for value in events))
+
+
+def hold_deliveries(connection: sqlite3.Connection, event_id: int, until_ns: int) -> None:
+    """No attempt before `until_ns` (its snapshot is being drawn); released by release_deliveries."""
+    connection.execute(
+        "UPDATE deliveries SET next_attempt_ns = ? WHERE event_id = ? AND state = 'pending'",
+        (until_ns, event_id),
+    )
+
+
+def release_deliveries(connection: sqlite3.Connection, drawn: dict[int, str | None]) -> None:
+    """event id -> its snapshot (None: none could be drawn); its deliveries are due at once."""
+    connection.executemany(
+        "UPDATE events SET snapshot = ? WHERE id = ?",
+        [(snapshot, event_id) for event_id, snapshot in drawn.items()],
+    )
+    connection.executemany(
+        "UPDATE deliveries SET next_attempt_ns = 0 WHERE event_id = ? AND state = 'pending' AND attempts = 0",
+        [(event_id,) for event_id in drawn],
+    )
