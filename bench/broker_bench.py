@@ -30,14 +30,12 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from bench.support import cpu_seconds, print_table, tansu
 from bench.support_proc import process_cpu_seconds
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_topics, read_to_end
 from tests.support.metrics import scrape_or_zero
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import free_port
 from vspd import wire
-from vspd.config.model import KafkaConfig
 from vspd.config.toml_writer import render_toml
-from vspd.demo.verify import read_all
 from vspd.v1 import frame_pb2
 
 FRAME_BYTES = 100_000
@@ -223,10 +221,9 @@ def vspd_broker(
     finally:
         setup.close(broker_process)
     # Throughput from the results themselves: when the broker wrote the first and the last.
-    kafka = KafkaConfig(bootstrap_servers=bootstrap)
     times = sorted(
-        wire.decode_result(value).result_time_unix_ns
-        for _p, _o, value in read_all(kafka, setup.topics["results_topic"])
+        wire.decode_result(record.value).result_time_unix_ns
+        for record in read_to_end(bootstrap, setup.topics["results_topic"])
     )
     fps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
     return Measured(fps, cpu / (count - n0) * 1e6, latency)

@@ -21,6 +21,7 @@ from vspd.capture.daemon import CaptureDaemon
 from vspd.capture.sources.base import Captured
 from vspd.capture.sources.synthetic import SyntheticScene
 from vspd.config.model import VspdConfig
+from vspd.runtime.metrics import counted
 
 RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
 
@@ -84,11 +85,11 @@ def run_case(
     warm_until = time.monotonic() + 2
     while time.monotonic() < warm_until:
         daemon.step()
-    sent0, cpu0, t0 = daemon.sender.sent, cpu_seconds(), time.monotonic()
+    sent0, cpu0, t0 = counted(daemon.metrics.sent), cpu_seconds(), time.monotonic()
     while time.monotonic() - t0 < seconds:
         daemon.step()
     elapsed = time.monotonic() - t0
-    sent, cpu = daemon.sender.sent - sent0, cpu_seconds() - cpu0
+    sent, cpu = counted(daemon.metrics.sent) - sent0, cpu_seconds() - cpu0
     daemon.drain()
     return {
         "fps": sent / elapsed,

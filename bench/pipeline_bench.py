@@ -13,6 +13,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,14 @@ from confluent_kafka import KafkaException
 
 from bench.support import print_table
 from bench.support_proc import process_cpu_seconds
+from tests.support.kafka import read_to_end
+from tests.support.metrics import histogram_quantile, scrape_or_zero
+from tests.support.processes import DaemonProcess
+from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
 from vspd.alerts import store
 from vspd.config import load_config
 from vspd.config.toml_writer import render_toml
-from vspd.demo.children import Child, total
-from vspd.demo.embedded_kafka import EmbeddedKafka, free_port
-from vspd.demo.runner import consecutive_free_ports
-from vspd.demo.verify import read_all
 from vspd.runtime.kafka import create_topics
 
 FPS = 15.0
@@ -36,11 +37,10 @@ FPS = 15.0
 def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        kafka = EmbeddedKafka(work / "kafka.log")
-        kafka.start()
-        children: list[Child] = []
+        kafka = TansuBroker(free_port(), work / "kafka.log").start()
+        children: list[Stage] = []
         try:
-            base = consecutive_free_ports(cameras + 3)
+            ports = [free_port() for _ in range(cameras + 3)]
             processor_port = free_port()
             config_path = work / "vspd.toml"
             config_path.write_text(
@@ -86,10 +86,9 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
                             "sinks": [{"type": "log", "name": "journal"}],
                         },
                         "metrics": {
-                            "processor_port": base,
-                            "broker_port": base + 1,
-                            "alerts_port": base + 2,
-                            "capture_port": base + 3,
+                            "processor_port": ports[0],
+                            "broker_port": ports[1],
+                            "alerts_port": ports[2],
                         },
                         "logging": {"level": "warning"},
                     }
@@ -98,49 +97,53 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
             config = load_config(config_path, {})
             create_topics(config.kafka)
             args = ["--config", str(config_path)]
-            stages: dict[str, list[Child]] = {
-                "processor": [Child("processor", [*args, "processor"], work, base).start()],
-                "broker": [Child("broker", [*args, "broker"], work, base + 1).start()],
-                "alerts": [Child("alerts", [*args, "alerts"], work, base + 2).start()],
+            stages: dict[str, list[Stage]] = {
+                "processor": [Stage.start("processor", [*args, "processor"], work, ports[0])],
+                "broker": [Stage.start("broker", [*args, "broker"], work, ports[1])],
+                "alerts": [Stage.start("alerts", [*args, "alerts"], work, ports[2])],
                 "capture": [
-                    Child(
-                        f"cam-{i}", [*args, "capture", "--camera", f"cam-{i}"], work, base + 3 + i
-                    ).start()
+                    Stage.start(
+                        f"cam-{i}",
+                        [*args, "capture", "--camera", f"cam-{i}"],
+                        work,
+                        ports[3 + i],
+                        # Camera i serves on capture_port + i: give each its own free port.
+                        {"VSPD_METRICS__CAPTURE_PORT": str(ports[3 + i] - i)},
+                    )
                     for i in range(cameras)
                 ],
             }
             children = [c for group in stages.values() for c in group]
             time.sleep(warmup_s)  # a benchmark: let it settle, then measure a fixed span
-            sent0 = sum(
-                total(c.metrics(), "vspd_capture_frames_sent_total") for c in stages["capture"]
-            )
-            results0 = total(stages["broker"][0].metrics(), "vspd_broker_results_total")
+            sent0 = sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"])
+            results0 = stages["broker"][0].metric("vspd_broker_results_total")
             cpu0 = {stage: sum(_cpu(c) for c in group) for stage, group in stages.items()}
             t0 = time.time_ns()
             time.sleep(measure_s)
             t1 = time.time_ns()
             sent = (
-                sum(total(c.metrics(), "vspd_capture_frames_sent_total") for c in stages["capture"])
-                - sent0
+                sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"]) - sent0
             )
-            results = total(stages["broker"][0].metrics(), "vspd_broker_results_total") - results0
+            results = stages["broker"][0].metric("vspd_broker_results_total") - results0
             cpu = {
                 stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()
             }
-            broker_metrics = stages["broker"][0].metrics()
-            lag = total(broker_metrics, "vspd_broker_consumer_lag")
+            broker = stages["broker"][0]
+            lag = broker.metric("vspd_broker_consumer_lag")
             # The processor call as the broker sees it (gRPC both ways plus the processor's time).
-            calls = total(broker_metrics, "vspd_broker_processor_seconds_count")
-            call_ms = (
-                1000 * total(broker_metrics, "vspd_broker_processor_seconds_sum") / max(calls, 1)
+            calls = broker.metric("vspd_broker_processor_seconds_count")
+            call_ms = 1000 * broker.metric("vspd_broker_processor_seconds_sum") / max(calls, 1)
+            # The alerts daemon's main loop per batch: it must stay well under a second.
+            batch_p99_s = histogram_quantile(
+                stages["alerts"][0].port, "vspd_alerts_batch_seconds", 0.99
             )
             try:
-                records = read_all(config.kafka, config.kafka.results_topic)
+                records = read_to_end(kafka.bootstrap, config.kafka.results_topic)
             except KafkaException:
                 records = []  # too overloaded to read the topic back: no latency figures
             measured = [
                 r
-                for r in (wire.decode_result(v) for _p, _o, v in records)
+                for r in (wire.decode_result(record.value) for record in records)
                 if t0 <= r.frame.capture_time_unix_ns <= t1
             ]
             latencies = sorted(
@@ -151,7 +154,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
             alert_ms = _alert_latencies(store.database_path(work / "state"), t0, t1)
         finally:
             for child in reversed(children):
-                child.stop(30)
+                child.process.stop(30)
             kafka.stop()
     target = cameras * FPS
     rate = results / (measure_s or 1)
@@ -168,15 +171,33 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         f"{call_ms:.1f}",
         _over(latencies, processing, 50) + " / " + _over(latencies, processing, 99),
         _pct(alert_ms, 99),
+        f"{batch_p99_s * 1000:.0f}",
         " / ".join(f"{per_frame[s]:.1f}" for s in ("capture", "broker", "processor", "alerts")),
         f"{lag:.0f}",
         "yes" if keeps_up else "NO",
     ]
 
 
-def _cpu(child: Child) -> float:
+@dataclass(frozen=True)
+class Stage:
+    """One daemon of the pipeline and the port of its /metrics."""
+
+    process: DaemonProcess
+    port: int
+
+    @classmethod
+    def start(
+        cls, name: str, args: list[str], work: Path, port: int, env: dict[str, str] | None = None
+    ) -> Stage:
+        return cls(DaemonProcess(args, work / f"{name}.log", env).start(), port)
+
+    def metric(self, name: str) -> float:
+        return scrape_or_zero(self.port, name)
+
+
+def _cpu(child: Stage) -> float:
     try:
-        return process_cpu_seconds(child.process.pid) if child.process else 0.0
+        return process_cpu_seconds(child.process.pid) if child.process.process else 0.0
     except OSError:
         return 0.0
 
@@ -228,6 +249,7 @@ def main() -> int:
             "call mean ms",
             "added p50/p99 ms",
             "alert p99 ms",
+            "alerts batch p99 ms",
             "CPU ms/frame cap/brk/proc/alr",
             "lag",
             "keeps up",

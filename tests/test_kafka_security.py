@@ -18,9 +18,8 @@ from tests.support.certificates import Authority, Pair
 from tests.support.frames import frames_for
 from tests.support.kafka import unique_name
 from tests.support.kafka_front import KafkaFront
-from tests.support.tansu import free_port
+from tests.support.tansu import TansuBroker, free_port
 from vspd.config.toml_writer import render_toml
-from vspd.demo.embedded_kafka import EmbeddedKafka
 
 
 class SecureKafka:
@@ -35,7 +34,7 @@ class SecureKafka:
         mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
     ) -> None:
         self.front = KafkaFront(server, client_ca, users, mechanisms)
-        self.kafka = EmbeddedKafka(directory / "tansu.log", advertised_port=self.front.port)
+        self.kafka = TansuBroker(free_port(), directory / "tansu.log", self.front.port)
 
     def __enter__(self) -> SecureKafka:
         self.kafka.start()

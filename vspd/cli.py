@@ -20,7 +20,6 @@ from vspd.runtime.logging import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 Command = Callable[[VspdConfig, argparse.Namespace], int]
 

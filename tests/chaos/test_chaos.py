@@ -24,16 +24,15 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.watchdog import PingMonitor
-from tests.support.kafka import create_topics, produce, unique_name
+from tests.support.kafka import create_topics, produce, read_to_end, unique_name
 from tests.support.peers import WebhookReceiver
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
 from vspd.alerts import store
 from vspd.alerts.rules import RuleState, build_rules
-from vspd.config.model import KafkaConfig, RuleConfig
+from vspd.config.model import RuleConfig
 from vspd.config.toml_writer import render_toml
-from vspd.demo.verify import read_all
 from vspd.v1 import result_pb2
 
 pytestmark = pytest.mark.chaos
@@ -302,7 +301,7 @@ def drain(chaos: Chaos) -> None:
     chaos.receiver.mode = "ok"
     for camera in CAMERAS:
         assert chaos.stop(camera) == 0, chaos.processes[camera].log()[-2000:]
-    kafka = KafkaConfig(bootstrap_servers=chaos.kafka.bootstrap)
+    kafka = chaos.kafka.bootstrap
 
     def all_processed() -> bool:
         frames = {wire.frame_id(f) for f in _frames(kafka, chaos.topics["frames_topic"])}
@@ -336,18 +335,18 @@ def drain(chaos: Chaos) -> None:
         assert code == 0, f"{name} exited {code}:\n{chaos.processes[name].log()[-2000:]}"
 
 
-def _frames(kafka: KafkaConfig, topic: str) -> list[wire.Frame]:
+def _frames(bootstrap: str, topic: str) -> list[wire.Frame]:
     frames = []
-    for _p, _o, value in read_all(kafka, topic):
+    for record in read_to_end(bootstrap, topic):
         try:
-            frames.append(wire.decode_frame(value))
+            frames.append(wire.decode_frame(record.value))
         except wire.BadMessageError:
             continue
     return frames
 
 
-def _results(kafka: KafkaConfig, topic: str) -> list[result_pb2.Result]:
-    return [wire.decode_result(value) for _p, _o, value in read_all(kafka, topic)]
+def _results(bootstrap: str, topic: str) -> list[result_pb2.Result]:
+    return [wire.decode_result(record.value) for record in read_to_end(bootstrap, topic)]
 
 
 def expected_alerts(results: list[result_pb2.Result]) -> set[str]:
@@ -377,11 +376,10 @@ def _partitions_of(line: str) -> list[int]:
 
 
 def check(chaos: Chaos) -> list[str]:
-    kafka = KafkaConfig(bootstrap_servers=chaos.kafka.bootstrap)
+    bootstrap = chaos.kafka.bootstrap
     failures: list[str] = []
-    frames = _frames(kafka, chaos.topics["frames_topic"])
-    raw = read_all(kafka, chaos.topics["results_topic"])
-    results = [wire.decode_result(value) for _p, _o, value in sorted(raw)]
+    frames = _frames(bootstrap, chaos.topics["frames_topic"])
+    results = _results(bootstrap, chaos.topics["results_topic"])
     by_camera_frames: dict[str, list[wire.FrameId]] = defaultdict(list)
     for frame in frames:
         by_camera_frames[frame.camera_id].append(wire.frame_id(frame))
@@ -415,9 +413,9 @@ def check(chaos: Chaos) -> list[str]:
         )
 
     letters = []
-    for _p, _o, value in read_all(kafka, chaos.topics["dead_letter_topic"]):
+    for record in read_to_end(bootstrap, chaos.topics["dead_letter_topic"]):
         letter = result_pb2.DeadLetter()
-        letter.ParseFromString(value or b"")
+        letter.ParseFromString(record.value or b"")
         letters.append(letter)
     dead = {letter.original_value: letter for letter in letters}
     failures.extend(

@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -83,16 +90,7 @@ def read_topic(
                 continue
             if message.error():
                 continue
-            records.append(
-                Record(
-                    topic=message.topic(),
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    key=message.key(),
-                    value=message.value(),
-                    headers=dict(message.headers() or []),
-                )
-            )
+            records.append(_record(message))
         return records
     finally:
         consumer.close()
@@ -100,3 +98,55 @@ def read_topic(
 
 def at_least(count: int) -> Callable[[list[Record]], bool]:
     return lambda records: len(records) >= count
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+    """Every message in the topic now, in (partition, offset) order.
+
+    Done when every partition has reported its end (partition EOF), which comes
+    from the fetch responses; the test broker's watermarks are loose, so they
+    are not relied on.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("to-end"),
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 16_000_000,
+            "receive.message.max.bytes": 60_000_000,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records: list[Record] = []
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(at_end) < len(partitions) and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                continue
+            at_end.discard(message.partition())
+            records.append(_record(message))
+        return sorted(records, key=lambda record: (record.partition, record.offset))
+    finally:
+        consumer.close()
+
+
+def _record(message: Message) -> Record:
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=dict(message.headers() or []),
+    )

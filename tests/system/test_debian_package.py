@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.frames import frames_for
-from tests.support.kafka import Record, produce, read_topic
+from tests.support.kafka import Record, produce, read_to_end, read_topic
 from tests.support.processes import wait_until
 from tests.system.rootfs import BootedSystem
 from vspd import wire
-from vspd.config.model import KafkaConfig
 from vspd.config.toml_writer import render_toml
-from vspd.demo.verify import read_all
 
 pytestmark = pytest.mark.system
 
@@ -244,13 +242,12 @@ def test_stop_is_graceful_and_a_restart_redoes_nothing(
     booted: BootedSystem, pipeline: dict[str, str]
 ) -> None:
     bootstrap = pipeline["bootstrap"]
-    kafka = KafkaConfig(bootstrap_servers=bootstrap)
     booted.sh("systemctl stop vspd-capture@cam-a vspd-capture@cam-b", check=True)
     booted.sh("systemctl stop vspd-broker", check=True)
     assert '"event": "stopped"' in booted.sh(
         "journalctl -u vspd-broker -o cat --no-pager | tail -5"
     )
-    before = read_all(kafka, pipeline["results_topic"])
+    before = [(r.partition, r.offset) for r in read_to_end(bootstrap, pipeline["results_topic"])]
     produce(bootstrap, pipeline["frames_topic"], frames_for(["sentinel"], 1))
     booted.sh("systemctl start vspd-broker", check=True)
     read_topic(
@@ -261,11 +258,14 @@ def test_stop_is_graceful_and_a_restart_redoes_nothing(
         ),
         120,
     )
-    after = read_all(kafka, pipeline["results_topic"])
+    records = read_to_end(bootstrap, pipeline["results_topic"])
+    after = [(r.partition, r.offset) for r in records]
     # Only the sentinel is new: nothing committed before the stop was processed again.
     assert len(after) == len(before) + 1
     assert sorted(set(after) - set(before)) == [
-        r for r in after if wire.decode_result(r[2]).frame.camera_id == "sentinel"
+        (r.partition, r.offset)
+        for r in records
+        if wire.decode_result(r.value).frame.camera_id == "sentinel"
     ]
 
 

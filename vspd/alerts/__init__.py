@@ -1,1 +1,1 @@
-"""The alerts and reports daemon: results -> rules -> events -> sinks, exactly once; periodic reports."""
+"""The alerts and reports daemon: results -> rules -> events (each raised once) -> sinks (at least once, with a stable event id); periodic reports."""

@@ -1,4 +1,8 @@
-"""`vspd alerts`: results -> rules -> events -> sinks, exactly once; reports every period.
+"""`vspd alerts`: results -> rules -> events (each raised once) -> sinks; reports every period.
+
+A sink gets each event at least once: a crash between its acceptance and the
+store's record of it resends, with the same X-Vspd-Event-Id for the receiver
+to drop.
 
 Per batch of results, one SQLite transaction records everything they change
 (including the next offset per partition, which makes replays harmless); the
@@ -33,6 +37,7 @@ from vspd.alerts.sinks import build_sink
 from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.metrics import counted
 from vspd.runtime.service import serve
 from vspd.v1 import result_pb2
 
@@ -75,7 +80,6 @@ class AlertsDaemon:
         self.rules: list[Rule] = build_rules(self.settings.rules)
         self.rule_states: dict[tuple[str, str], RuleState] = {}
         self.workers: list[DeliveryWorker] = []
-        self.counts = {"results": 0, "duplicates": 0, "replayed": 0, "events": 0, "bad": 0}
         self.report_worker = ReportWorker(self.database, self.settings)
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
@@ -167,8 +171,7 @@ class AlertsDaemon:
             for message in messages:
                 position = (message.topic(), message.partition())
                 if message.offset() < self._consumed.get(position, -1):
-                    self.counts["replayed"] += 1
-                    self.metrics.duplicates.inc()
+                    self.metrics.duplicates.labels("replayed").inc()
                     continue  # handled before a crash: its effects are in the store
                 self._consumed[position] = message.offset() + 1
                 created += self._record_one(connection, message)
@@ -193,7 +196,6 @@ class AlertsDaemon:
             return 0
 
     def _reject(self, message: Message, stage: str, reason: str) -> None:
-        self.counts["bad"] += 1
         self.metrics.bad.inc()
         log.warning(
             "result rejected",
@@ -222,15 +224,13 @@ class AlertsDaemon:
         frame = result.frame
         last = store.last_seq(connection, frame.camera_id, frame.session_id)
         if last is not None and last - DUPLICATE_WINDOW < frame.seq <= last:
-            self.counts["duplicates"] += 1
-            self.metrics.duplicates.inc()
+            self.metrics.duplicates.labels("duplicate").inc()
             return 0  # written twice upstream (a broker that lost its partition): counted once
         gaps = 0
         if last is not None and last < frame.seq <= last + MAX_GAP:
             gaps = frame.seq - last - 1
         if last is None or frame.seq > last:
             store.save_last_seq(connection, frame.camera_id, frame.session_id, frame.seq)
-        self.counts["results"] += 1
         self.metrics.results.inc()
         self._aggregate(connection, result, gaps)
         created = 0
@@ -312,7 +312,6 @@ class AlertsDaemon:
                 log.error(
                     "too many pending deliveries; oldest given up", sink=sink, given_up=given_up
                 )
-        self.counts["events"] += 1
         self.metrics.events.labels(trigger.rule.name).inc()
         log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
         return 1
@@ -372,11 +371,12 @@ class AlertsDaemon:
 
     # -- status ----------------------------------------------------------------
     def status(self) -> str:
-        counts = self.counts
+        metrics = self.metrics
         text = (
-            f"{counts['results']} results ({counts['replayed']} replayed and "
-            f"{counts['duplicates']} duplicates skipped, {counts['bad']} rejected), "
-            f"{counts['events']} alerts"
+            f"{counted(metrics.results):.0f} results "
+            f"({counted(metrics.duplicates, reason='replayed'):.0f} replayed and "
+            f"{counted(metrics.duplicates, reason='duplicate'):.0f} duplicates skipped, "
+            f"{counted(metrics.bad):.0f} rejected), {counted(metrics.events):.0f} alerts"
         )
         pending = store.pending_counts(self.connection) if self.connection is not None else {}
         if pending:

@@ -10,9 +10,12 @@ class AlertsMetrics:
         self.results = Counter("vspd_alerts_results", "Results consumed", registry=registry)
         self.duplicates = Counter(
             "vspd_alerts_duplicate_results",
-            "Replayed results recognised and skipped",
+            "Results skipped: replayed after a restart, or written twice upstream",
+            ["reason"],
             registry=registry,
         )
+        for reason in ("replayed", "duplicate"):
+            self.duplicates.labels(reason)
         self.bad = Counter(
             "vspd_alerts_bad_results", "Messages that are not a Result", registry=registry
         )

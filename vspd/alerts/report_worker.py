@@ -34,7 +34,6 @@ class ReportWorker:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._written: dict[str, tuple[int, ...]] = {}  # period slug -> fingerprint written
-        self.renders = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -88,7 +87,6 @@ class ReportWorker:
                 return written
             self._written[slug] = fingerprint
             written += 1
-            self.renders += 1
         # Periods older than the previous ones are never rendered again: forget them.
         self._written = {slug: f for slug, f in self._written.items() if slug in wanted}
         return written

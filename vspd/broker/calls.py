@@ -59,7 +59,6 @@ class CallScheduler:
         self._outputs = outputs
         self._metrics = metrics
         self.in_flight = 0
-        self.retries = 0
         self._completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self.wakeup = threading.Event()
         self._calling_cameras: collections.Counter[str] = collections.Counter()
@@ -207,7 +206,6 @@ class CallScheduler:
             delay = backoff_delay(settings.retry_initial_s, settings.retry_max_s, slot.attempts)
             state.window.retry(slot, time.monotonic() + delay)
             state.wait_for_call(slot)
-            self.retries += 1
             self._metrics.retries.labels(outcome.code.name).inc()
             return
         reason = f"{outcome.code.name}: {outcome.details}"

@@ -33,6 +33,7 @@ from vspd.broker.writer import ResultWriter
 from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, common_settings, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.metrics import SlidingRate, counted
 from vspd.runtime.service import serve
 
 log = structlog.get_logger(__name__)
@@ -117,7 +118,7 @@ class BrokerDaemon:
             self.settings, self.consumer, self.outputs, self.writer, self.recovery
         )
         self._last_lag = 0.0
-        self._rate: list[tuple[float, int]] = []
+        self._rate = SlidingRate()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -241,25 +242,20 @@ class BrokerDaemon:
             if position is not None and high >= 0:
                 self.metrics.lag.labels(str(state.partition)).set(max(0, high - position))
 
-    def _results_per_s(self) -> float:
-        now = time.monotonic()
-        counts = self.writer.counts
-        done = counts["ok"] + counts["failed"] + counts["skipped"]
-        self._rate.append((now, done))
-        self._rate = [(t, n) for t, n in self._rate if now - t <= 10]
-        (t0, n0), (t1, n1) = self._rate[0], self._rate[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
     def status(self) -> str:
-        counts = self.writer.counts
+        metrics = self.metrics
+        ok, failed, skipped = (
+            counted(metrics.results, status=s) for s in ("ok", "failed", "skipped")
+        )
+        per_s = self._rate.update(ok + failed + skipped)
         order = "per camera" if self.calls.ordered else "free"
         text = (
             f"{len(self.partitions.states)} partitions ({self.partitions.paused()} paused); "
             f"{self.calls.in_flight} in flight, {self.partitions.uncommitted()} uncommitted, "
             f"{self.partitions.buffered_bytes() // 1024} KiB buffered; "
-            f"{self._results_per_s():.1f} results/s; ok {counts['ok']}, "
-            f"failed {counts['failed']}, skipped {counts['skipped']}, "
-            f"retries {self.calls.retries}, dead letters {counts['dead_letters']}; "
+            f"{per_s:.1f} results/s; ok {ok:.0f}, failed {failed:.0f}, skipped {skipped:.0f}, "
+            f"retries {counted(metrics.retries):.0f}, "
+            f"dead letters {counted(metrics.dead_letters):.0f}; "
             f"processor {self.calls.processor_state}, order {order}"
         )
         error = self.calls.processor_error

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
-from vspd.broker.window import PartitionWindow, Slot, SlotState
+from vspd.broker.window import PartitionWindow, Slot
 
 
 @dataclass(eq=False)
@@ -68,8 +68,3 @@ class PartitionState:
         while waiting[index].offset < slot.offset:
             index += 1
         waiting.insert(index, slot)
-
-    def drop_stale_waiting(self) -> None:
-        """Forget slots that are no longer WAITING (finished without a call, or abandoned)."""
-        while self.waiting and self.waiting[0].state is not SlotState.WAITING:
-            self.waiting.popleft()

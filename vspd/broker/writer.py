@@ -39,7 +39,6 @@ class ResultWriter:
         self._outputs = outputs
         self._dead_letter_topic = dead_letter_topic
         self._metrics = metrics
-        self.counts = {"ok": 0, "failed": 0, "skipped": 0, "dead_letters": 0}
         self.fatal: ResultNotWrittenError | None = None
 
     def write_heads(self, states: Iterable[PartitionState]) -> int:
@@ -117,8 +116,6 @@ class ResultWriter:
     def _count(self, output: Output) -> None:
         """Metrics count what Kafka has acknowledged, not what was merely computed."""
         if output.topic == self._dead_letter_topic:
-            self.counts["dead_letters"] += 1
             self._metrics.dead_letters.labels(output.counts_as).inc()
         else:
-            self.counts[output.counts_as] += 1
             self._metrics.results.labels(output.counts_as).inc()

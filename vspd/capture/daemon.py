@@ -20,6 +20,7 @@ from vspd.capture.sources import open_source
 from vspd.capture.sources.picamera import import_picamera2
 from vspd.config import CameraConfig, VspdConfig
 from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.metrics import SlidingRate, counted
 from vspd.runtime.service import serve
 from vspd.urls import redact_url
 from vspd.v1 import frame_pb2
@@ -41,7 +42,7 @@ class CaptureDaemon:
         self.reader = CameraReader(camera, config.capture, open_source(camera), self.metrics)
         self.sender = FrameSender(config, camera.id, self.metrics)
         self._jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
-        self._rate_window: list[tuple[float, int]] = []
+        self._rate = SlidingRate()
 
     def start(self) -> None:
         if self.camera.source_spec.kind == "picamera2":
@@ -108,19 +109,13 @@ class CaptureDaemon:
             metadata=captured.metadata,
         )
 
-    def _fps(self) -> float:
-        now = time.monotonic()
-        self._rate_window.append((now, self.reader.next_seq))
-        self._rate_window = [(t, n) for t, n in self._rate_window if now - t <= 10]
-        (t0, n0), (t1, n1) = self._rate_window[0], self._rate_window[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
     def status(self) -> str:
-        reader, sender = self.reader, self.sender
-        dropped = reader.dropped_queue_full + sender.dropped_buffer_full + sender.failed
+        reader, sender, metrics = self.reader, self.sender, self.metrics
+        captured = counted(metrics.captured)
         text = (
-            f"{reader.state} {self._fps():.1f} fps; captured {reader.next_seq}, sent {sender.sent}, "
-            f"dropped {dropped}; buffer {sender.pending_bytes // 1024} KiB"
+            f"{reader.state} {self._rate.update(captured):.1f} fps; captured {captured:.0f}, "
+            f"sent {counted(metrics.sent):.0f}, dropped {counted(metrics.dropped):.0f}; "
+            f"buffer {sender.pending_bytes // 1024} KiB"
         )
         return f"{text}; {reader.last_error}" if reader.last_error else text
 
@@ -134,6 +129,13 @@ class CaptureDaemon:
         left = self.sender.flush(FLUSH_ON_STOP_S)
         if left:
             log.error("frames not delivered at shutdown", frames=left)
+        # The session's final figures, as fields (what `vspd demo` checks against Kafka).
+        log.info(
+            "capture ended",
+            captured=int(counted(self.metrics.captured)),
+            sent=int(counted(self.metrics.sent)),
+            dropped=int(counted(self.metrics.dropped)),
+        )
 
 
 def main(config: VspdConfig, args: argparse.Namespace) -> int:

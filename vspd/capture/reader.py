@@ -47,7 +47,6 @@ class CameraReader:
         self.state = "connecting"
         self.last_error = ""
         self.next_seq = 0
-        self.dropped_queue_full = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -135,5 +134,4 @@ class CameraReader:
         try:
             self.frames.put_nowait(numbered)
         except queue.Full:
-            self.dropped_queue_full += 1
             self.metrics.dropped.labels("queue_full").inc()

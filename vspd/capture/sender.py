@@ -44,9 +44,6 @@ class FrameSender:
         self.buffer: collections.deque[Pending] = collections.deque()
         self.buffered_bytes = 0
         self.unacked_bytes = 0
-        self.sent = 0
-        self.dropped_buffer_full = 0
-        self.failed = 0
         self._burst_dropped = 0
         self._errors = KafkaErrorLog("vspd-capture")
         self.producer = Producer(
@@ -73,7 +70,6 @@ class FrameSender:
         while self.buffer and self.pending_bytes > self.limit_bytes:
             dropped = self.buffer.popleft()
             self.buffered_bytes -= len(dropped.value)
-            self.dropped_buffer_full += 1
             self._burst_dropped += 1
             self.metrics.dropped.labels("buffer_full").inc()
             if self._burst_dropped == 1:
@@ -111,7 +107,6 @@ class FrameSender:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             self.unacked_bytes -= size
             if error is None:
-                self.sent += 1
                 self.metrics.sent.inc()
                 self.metrics.delivery_seconds.observe(
                     (time.monotonic_ns() - item.capture_monotonic_ns) / 1e9
@@ -120,7 +115,6 @@ class FrameSender:
                     log.warning("Kafka buffer drained", dropped_in_burst=self._burst_dropped)
                     self._burst_dropped = 0
             else:
-                self.failed += 1
                 self.metrics.dropped.labels("kafka_error").inc()
                 log.error("frame not delivered", seq=item.seq, error=error.str())
 

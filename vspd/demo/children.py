@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,11 +68,11 @@ class Child:
                 body = response.read().decode()
         except (urllib.error.URLError, OSError):
             return {}
-        samples = {}
-        for line in body.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([0-9.eE+-]+|NaN)$", line)
-            if match:
-                samples[match.group(1)] = float(match.group(2))
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return samples
 
 

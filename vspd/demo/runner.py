@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import re
+import json
 import shutil
 import socket
 import sqlite3
@@ -281,14 +281,20 @@ class Demo:
                 say(f"{name} exited with {code}; see {self.log_dir / (name + '.log')}")
 
     def _frames_in_kafka(self) -> float:
-        # What the cameras' final status lines say was sent (acknowledged by Kafka).
+        # What the cameras say they sent in the end (acknowledged by Kafka).
         return max(sum(self._final_figure(c, "sent") for c in self.captures), self.sent_at_stop)
 
     @staticmethod
     def _final_figure(child: Child, name: str) -> int:
-        """A figure of a daemon's last status line, e.g. "sent 42" -> 42."""
-        found = re.findall(rf"\b{name} (\d+)", child.log_path.read_text(errors="replace"))
-        return int(found[-1]) if found else 0
+        """A figure of a camera's "capture ended" log line (JSON), e.g. sent; 0 if none."""
+        for line in reversed(child.log_path.read_text(errors="replace").splitlines()):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == "capture ended":
+                return int(record.get(name, 0))
+        return 0
 
     def _wait_for(self, condition: Any, what: str) -> None:
         # Also after Ctrl-C: what reached Kafka is finished (a second Ctrl-C exits at once).

@@ -181,7 +181,3 @@ def fill_size(frame: frame_pb2.Frame) -> None:
     if image is None:
         raise InvalidFrameError("image does not decode and has no width/height")
     frame.height, frame.width = image.shape[:2]
-
-
-def elapsed_since(start: int) -> int:
-    return time.perf_counter_ns() - start

@@ -36,7 +36,7 @@ import collections
 import importlib
 import inspect
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, entry_points, version
@@ -218,8 +218,6 @@ def decode_image(data: bytes, encoding: int, width: int, height: int) -> Image:
 
 
 PluginResult = Output | list[Detection] | None
-SyncPlugin = Callable[[FrameView], PluginResult]
-AsyncPlugin = Callable[[FrameView], Awaitable[PluginResult]]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from vspd.processor.core import (
     fill_size,
     log_failure,
 )
-from vspd.processor.errors import NotReadyError, ProcessorError
+from vspd.processor.errors import DeadlineExpiredError, NotReadyError, ProcessorError
 from vspd.processor.health import NOT_SERVING, SERVING, HealthServicer
 from vspd.processor.plugin import FrameView, Output
 from vspd.v1 import frame_pb2, processor_pb2, processor_pb2_grpc, result_pb2
@@ -81,29 +81,56 @@ def _deadline(context: Any) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def _expired(context: Any) -> bool:
+def _check_not_expired(context: Any) -> None:
+    """A call whose deadline passed while it queued is not worked on (and counted as such)."""
     remaining = context.time_remaining()
-    return remaining is not None and remaining <= 0
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExpiredError(_EXPIRED)
+
+
+class _Handler:
+    """The one skeleton of a call, whatever the contract: deadline, bookkeeping, error mapping.
+
+    A contract supplies only its adapters: the request as a Frame, and the
+    reply built from the plug-in's Output.
+    """
+
+    def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
+        self.core = core
+        self.run_sync = run_sync
+
+    async def handle(
+        self,
+        context: Any,
+        as_frame: Callable[[], frame_pb2.Frame],
+        reply: Callable[[frame_pb2.Frame, FrameView, Output, int], Any],
+    ) -> Any:
+        view = None
+        with _Call(self.core) as call:
+            try:
+                _check_not_expired(context)
+                frame = as_frame()
+                view = FrameView(frame, self.core.states)
+                output = await self.core.call_async(view, self.run_sync, _deadline(context))
+                answer = reply(frame, view, output, call.elapsed_ns())
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                code, message = call.failed(view, exc)
+                await context.abort(code, message)
+            call.succeeded()
+            return answer
 
 
 class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
     def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
         self.core = core
-        self.run_sync = run_sync
+        self._handler = _Handler(core, run_sync)
 
     async def Process(self, request: frame_pb2.Frame, context: Any) -> result_pb2.Result:
-        if _expired(context):
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
-        view = None
-        with _Call(self.core) as call:
-            try:
-                view = FrameView(request, self.core.states)
-                output = await self.core.call_async(view, self.run_sync, _deadline(context))
-            except Exception as exc:  # noqa: BLE001
-                code, message = call.failed(view, exc)
-                await context.abort(code, message)
-            call.succeeded()
-            return self.core.result(request, output, call.elapsed_ns())
+        def reply(frame: frame_pb2.Frame, _view: FrameView, output: Output, ns: int) -> Any:
+            return self.core.result(frame, output, ns)
+
+        result: result_pb2.Result = await self._handler.handle(context, lambda: request, reply)
+        return result
 
     async def Describe(
         self, _request: processor_pb2.DescribeRequest, context: Any
@@ -117,27 +144,23 @@ class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
 
 class AsyncDetector(detector_pb2_grpc.DetectorServicer):
     def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
-        self.core = core
-        self.run_sync = run_sync
+        self._handler = _Handler(core, run_sync)
 
     async def Detect(
         self, request: detector_pb2.ImageInfo, context: Any
     ) -> detector_pb2.ImageInfoWithMeta:
-        if _expired(context):
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _EXPIRED)
-        view = None
-        with _Call(self.core) as call:
-            try:
-                frame = detector_frame(request)
-                fill_size(frame)
-                view = FrameView(frame, self.core.states)
-                output: Output = await self.core.call_async(view, self.run_sync, _deadline(context))
-                reply = detector_reply(request, view, output)
-            except Exception as exc:  # noqa: BLE001
-                code, message = call.failed(view, exc)
-                await context.abort(code, message)
-            call.succeeded()
-            return reply
+        def as_frame() -> frame_pb2.Frame:
+            frame = detector_frame(request)
+            fill_size(frame)
+            return frame
+
+        def reply(_frame: frame_pb2.Frame, view: FrameView, output: Output, _ns: int) -> Any:
+            return detector_reply(request, view, output)
+
+        answer: detector_pb2.ImageInfoWithMeta = await self._handler.handle(
+            context, as_frame, reply
+        )
+        return answer
 
 
 def _options(max_message_bytes: int) -> list[tuple[str, int]]:

@@ -7,11 +7,12 @@ GET /healthz  200 while the main loop makes progress, 503 when it has stalled
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = structlog.get_logger(__name__)
@@ -76,3 +77,33 @@ def _handler(
             pass  # scrapes every few seconds would drown the journal
 
     return Handler
+
+
+def counted(counter: Counter, **labels: str) -> float:
+    """What a counter has counted, summed over the labels not given.
+
+    STATUS= lines read the metrics through this, so that nothing is counted
+    twice (once for /metrics, once for the status) and the two cannot disagree.
+    """
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(key) == value for key, value in labels.items())
+    )
+
+
+class SlidingRate:
+    """Events per second over the last `span_s`, from a running total sampled now and then."""
+
+    def __init__(self, span_s: float = 10.0) -> None:
+        self._span_s = span_s
+        self._samples: list[tuple[float, float]] = []
+
+    def update(self, total: float, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, total))
+        self._samples = [(t, n) for t, n in self._samples if now - t <= self._span_s]
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0

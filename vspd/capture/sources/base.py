@@ -28,12 +28,6 @@ class Captured:
     def now(cls, **fields: object) -> Captured:
         return cls(time.time_ns(), time.monotonic_ns(), **fields)  # type: ignore[arg-type]
 
-    @property
-    def size_hint(self) -> int:
-        if self.jpeg is not None:
-            return len(self.jpeg)
-        return int(self.image.nbytes) if self.image is not None else 0
-
 
 class FrameSource(Protocol):
     # Sources that produce frames on demand (file, synthetic) are paced by the
