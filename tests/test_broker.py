@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import signal
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.frames import first_occurrences, frames_for, results_by_camera, tiny_jpeg
+from tests.support.frames import (
+    first_occurrences,
+    frames_for,
+    results_by_camera,
+    scene_frames,
+    tiny_jpeg,
+)
 from tests.support.kafka import Record
 from tests.support.pipeline import Pipeline, all_results
 from tests.support.processes import DaemonProcess
@@ -343,3 +350,41 @@ def test_a_buggy_processors_numbers_are_made_valid_not_passed_on(
     assert (first.confidence, second.confidence) == (0.0, 1.0)
     box = first.box
     assert (box.x_min, box.y_min, box.x_max, box.y_max) == pytest.approx((0.1, 0.8, 0.9, 1.0))
+
+
+def track_ids_per_object(records: list[Record]) -> dict[tuple[str, int], set[int]]:
+    """(camera, true object) -> the track ids its detections got (the truth plug-in answers in
+    object order, so detection i is object i)."""
+    ids: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for record in records:
+        result = wire.decode_result(record.value)
+        for index, detection in enumerate(result.detections):
+            assert detection.HasField("track_id"), f"{result.frame.seq}: no track id"
+            ids[(result.frame.camera_id, index)].add(detection.track_id)
+    return ids
+
+
+def test_tracks_are_made_in_capture_order_and_survive_a_kill9(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    """Calls finish out of order (32 in flight, random delays); tracks are made at the
+    in-order head, so each object keeps one id, through a kill -9 and a new broker."""
+    cameras = ["yard", "gate"]
+    line = pipeline(
+        partitions=2,
+        broker={"max_in_flight": 32, "max_in_flight_per_partition": 32},
+        processor={"plugin": "tests.plugins.sample:truth"},
+    )
+    line.start_processor()
+    first = line.start_broker("broker-a")
+    line.feed(scene_frames(cameras, 150))
+    line.results(all_results(120))
+    first.kill9()
+    line.start_broker("broker-b")
+    records = line.results(all_results(300))
+    assert_in_order_and_complete(records, cameras, 150)
+    ids = track_ids_per_object(records)
+    assert len(ids) == 4  # two objects per camera
+    assert all(len(found) == 1 for found in ids.values()), ids  # one id per object, kill or not
+    for camera in cameras:
+        assert ids[(camera, 0)] != ids[(camera, 1)]

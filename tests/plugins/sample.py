@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 
+from vspd.capture.sources.synthetic import TRUTH_METADATA_KEY, boxes_from_metadata
 from vspd.processor.plugin import Detection, FrameView, Output, ordered_per_camera
 
 __version__ = "9.9"
@@ -99,3 +102,11 @@ def sloppy(_frame: FrameView) -> Output:
             Detection("thing", 2.0, (0.1, 0.1, 0.2, 0.2)),
         ]
     )
+
+
+def truth(frame: FrameView) -> Output:
+    """The synthetic scene's true boxes (frame metadata), in object order, after a random delay:
+    calls finish out of order, as a real model's would."""
+    time.sleep(random.uniform(0, 0.01))
+    boxes = boxes_from_metadata(frame.metadata.get(TRUTH_METADATA_KEY, "[]"))
+    return Output(detections=[Detection("object", 0.9, box) for box in boxes])

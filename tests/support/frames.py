@@ -11,6 +11,11 @@ import numpy as np
 
 from tests.support.kafka import Record
 from vspd import wire
+from vspd.capture.sources.synthetic import (
+    TRUTH_METADATA_KEY,
+    SyntheticScene,
+    boxes_to_metadata,
+)
 from vspd.v1 import frame_pb2
 
 _TINY_JPEG: bytes | None = None
@@ -65,3 +70,35 @@ def first_occurrences(seqs: list[int]) -> list[int]:
             seen.add(seq)
             ordered.append(seq)
     return ordered
+
+
+def scene_frames(
+    cameras: list[str], count: int, fps: float = 15.0, objects: int = 2
+) -> list[tuple[bytes, bytes]]:
+    """Frames of moving objects whose true boxes ride in the metadata (the synthetic source's
+    key), capture times 1/fps apart; the image is a placeholder (the truth plug-in reads none)."""
+    start = time.time_ns()
+    scenes = {
+        camera: SyntheticScene(64, 48, objects=objects, seed=index + 1, noise=False)
+        for index, camera in enumerate(cameras)
+    }
+    session = str(uuid.uuid4())
+    messages = []
+    for seq in range(count):
+        for camera in cameras:
+            t_ns = start + int(seq * 1e9 / fps)
+            frame = frame_pb2.Frame(
+                camera_id=camera,
+                session_id=session,
+                seq=seq,
+                capture_time_unix_ns=t_ns,
+                capture_monotonic_ns=t_ns,
+                width=64,
+                height=48,
+                encoding=frame_pb2.ENCODING_JPEG,
+                image=tiny_jpeg(),
+            )
+            boxes = scenes[camera].boxes((t_ns - start) / 1e9)
+            frame.metadata[TRUTH_METADATA_KEY] = boxes_to_metadata(boxes)
+            messages.append((wire.frame_key(camera), frame.SerializeToString()))
+    return messages

@@ -193,8 +193,8 @@ class CallScheduler:
         source = (state.topic, state.partition, slot.offset)
         if outcome.result is not None:
             self._answered()
-            output = self._outputs.result(outcome.result, frame, slot.value, source)
-            state.window.ready(slot, [output])
+            # Its outputs are made when it is written, in order (tracking happens there).
+            state.window.ready_to_track(slot, outcome.result)
             return
         if outcome.code is not grpc.StatusCode.DEADLINE_EXCEEDED and outcome.transient:
             self._unavailable(outcome.details)

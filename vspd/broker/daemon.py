@@ -35,6 +35,7 @@ from vspd.runtime.kafka import KafkaErrorLog, common_settings, consumer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import SlidingRate, counted
 from vspd.runtime.service import serve
+from vspd.tracking.tracker import Tracker, TrackerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +90,21 @@ class BrokerDaemon:
                 kafka, "vspd-broker", **{"message.timeout.ms": 0, "error_cb": self._on_kafka_error}
             )
         )
+        tracking = config.tracking
+        self.tracker = (
+            Tracker(
+                TrackerSettings(
+                    tracking.high_confidence,
+                    tracking.low_confidence,
+                    tracking.match_iou,
+                    tracking.lost_track_s,
+                )
+            )
+            if tracking.enabled
+            else None
+        )
         self.writer = ResultWriter(
-            self.producer, self.outputs, kafka.dead_letter_topic, self.metrics
+            self.producer, self.outputs, kafka.dead_letter_topic, self.metrics, self.tracker
         )
         self.client = ProcessorClient(self.settings, kafka.message_max_bytes)
         self.calls = CallScheduler(self.settings, self.client, self.outputs, self.metrics)
@@ -115,7 +129,7 @@ class BrokerDaemon:
         )
         self.recovery = WrittenResults(kafka)
         self.partitions = Partitions(
-            self.settings, self.consumer, self.outputs, self.writer, self.recovery
+            self.settings, self.consumer, self.outputs, self.writer, self.recovery, self.tracker
         )
         self._last_lag = 0.0
         self._rate = SlidingRate()

@@ -32,6 +32,7 @@ from vspd.broker.partition import PartitionState
 from vspd.broker.recovery import WrittenResults
 from vspd.broker.writer import ResultWriter
 from vspd.config.model import BrokerConfig
+from vspd.tracking.tracker import Tracker
 from vspd.v1 import result_pb2
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,9 @@ class Partitions:
         outputs: OutputBuilder,
         writer: ResultWriter,
         recovery: WrittenResults,
+        tracker: Tracker | None = None,
     ) -> None:
+        self._tracker = tracker
         self._settings = settings
         self._consumer = consumer
         self._outputs = outputs
@@ -194,9 +197,14 @@ class Partitions:
             start = committed.get((tp.topic, tp.partition))
             if start is not None:
                 state.window.committed = start
-                state.written = self._recovery.find(
+                recovered = self._recovery.find(
                     tp.topic, tp.partition, start, self._outputs.results_partitions
                 )
+                state.written = recovered.written
+                if self._tracker is not None:
+                    # Tracks continue from the last results written for these cameras.
+                    for camera, result in recovered.last_results.items():
+                        self._tracker.seed(camera, result.frame.capture_time_unix_ns, result)
                 # Fetch from exactly where the window starts, not from a reset
                 # policy's own look-up (a broker's loose answer skipped a frame).
                 tp.offset = start

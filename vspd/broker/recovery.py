@@ -6,7 +6,9 @@ wrote them and died before committing). Their results are in one results
 partition (the frames partition's number modulo the results topic's size, see
 outputs.py), each with a ``vspd-source`` header. Reading that partition
 backwards, in growing chunks, until a result from before the committed offset
-shows up, yields exactly the offsets not to write again.
+shows up, yields exactly the offsets not to write again, and each camera's
+last result there: its detections and track ids let tracking continue where
+the earlier owner left off (see vspd.tracking).
 
 The first read starts at the high watermark minus a chunk and runs to
 partition EOF, never up to the watermark: some brokers report it loosely
@@ -18,14 +20,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from vspd import wire
 from vspd.broker.outputs import SOURCE_HEADER, parse_source_header
 from vspd.config.model import KafkaConfig
 from vspd.runtime.kafka import consumer_settings
+from vspd.v1 import result_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +38,12 @@ READ_TIMEOUT_S = 10.0
 # Enough for every window of every frames partition that shares a results
 # partition, many times over; a bound, so that a huge topic never stalls an assignment.
 MAX_RECORDS = 50_000
+
+
+@dataclass
+class Recovered:
+    written: set[int] = field(default_factory=set)  # source offsets with a result already
+    last_results: dict[str, result_pb2.Result] = field(default_factory=dict)  # per camera
 
 
 class WrittenResults:
@@ -55,17 +66,19 @@ class WrittenResults:
 
     def find(
         self, frames_topic: str, frames_partition: int, committed: int, results_partitions: int
-    ) -> set[int]:
-        """Source offsets >= committed of this frames partition that have a result already."""
+    ) -> Recovered:
+        """Source offsets >= committed of this frames partition that have a result already,
+        and the last result of each of its cameras."""
         if results_partitions <= 0:
-            return set()
+            return Recovered()
         partition = TopicPartition(self._kafka.results_topic, frames_partition % results_partitions)
         try:
             low, high = self._reader.get_watermark_offsets(partition, timeout=READ_TIMEOUT_S)
         except KafkaException as exc:
             log.warning("cannot read the results topic's tail", error=str(exc))
-            return set()
+            return Recovered()
         found: set[int] = set()
+        last: dict[bytes, tuple[int, bytes]] = {}  # camera key -> (source offset, value)
         end = high + 1  # loose watermarks: the first chunk is read to EOF
         chunk = 64
         scanned = 0
@@ -78,6 +91,7 @@ class WrittenResults:
                 scanned == 0,
                 (frames_topic, frames_partition, committed),
                 found,
+                last,
             )
             scanned += count
             if done:
@@ -91,7 +105,7 @@ class WrittenResults:
                 from_offset=committed,
                 count=len(found),
             )
-        return found
+        return Recovered(found, _decoded(last))
 
     def _read(
         self,
@@ -101,6 +115,7 @@ class WrittenResults:
         to_eof: bool,
         wanted: tuple[str, int, int],
         found: set[int],
+        last: dict[bytes, tuple[int, bytes]],
     ) -> tuple[bool, int]:
         """Look at [start, end) (or to EOF); True once a result older than wanted was seen."""
         frames_topic, frames_partition, committed = wanted
@@ -129,6 +144,9 @@ class WrittenResults:
                     found.add(source[2])
                 else:
                     older = True
+                key = message.key() or b""
+                if source[2] >= last.get(key, (-1, b""))[0]:
+                    last[key] = (source[2], message.value() or b"")
         finally:
             self._reader.unassign()
         return older, count
@@ -139,3 +157,15 @@ def _source(headers: list[tuple[str, bytes]] | None) -> tuple[str, int, int] | N
         if name == SOURCE_HEADER and value is not None:
             return parse_source_header(value)
     return None
+
+
+def _decoded(last: dict[bytes, tuple[int, bytes]]) -> dict[str, result_pb2.Result]:
+    """Each camera's last result, if it is a valid one (a forged one is skipped)."""
+    results = {}
+    for _offset, value in last.values():
+        try:
+            result = wire.decode_result(value)
+        except wire.BadMessageError:
+            continue
+        results[result.frame.camera_id] = result
+    return results

@@ -23,6 +23,7 @@ import enum
 from dataclasses import dataclass, field
 
 from vspd import wire
+from vspd.v1 import result_pb2
 
 
 class SlotState(enum.Enum):
@@ -59,6 +60,8 @@ class Slot:
     attempts: int = 0
     not_before: float = 0.0  # monotonic time before which the call is not retried
     frame: wire.Frame | None = None  # the decoded frame while a call may still need it
+    # A processor's answer still to be tracked and written (see ready_to_track).
+    result: result_pb2.Result | None = None
     camera: str = ""  # the order key of per-camera ordered calls
 
 
@@ -108,6 +111,13 @@ class PartitionWindow:
         slot.outputs = outputs
         slot.state = SlotState.READY
         slot.frame = None  # the frame is no longer needed: free it early
+
+    def ready_to_track(self, slot: Slot, result: result_pb2.Result) -> None:
+        """Ready, with an answer whose outputs are made when it is written (in order), by
+        whoever tracks objects there; the frame stays until then."""
+        frame = slot.frame
+        self.ready(slot, [])
+        slot.frame, slot.result = frame, result
 
     def already_written(self, slot: Slot) -> None:
         """An earlier owner wrote this slot's output: commit its offset, write nothing."""

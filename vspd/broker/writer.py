@@ -21,6 +21,7 @@ from vspd.broker.metrics import BrokerMetrics
 from vspd.broker.outputs import OutputBuilder
 from vspd.broker.partition import PartitionState
 from vspd.broker.window import Output, Slot
+from vspd.tracking.tracker import Tracker
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,9 @@ class ResultWriter:
         outputs: OutputBuilder,
         dead_letter_topic: str,
         metrics: BrokerMetrics,
+        tracker: Tracker | None = None,
     ) -> None:
+        self._tracker = tracker
         self._producer = producer
         self._outputs = outputs
         self._dead_letter_topic = dead_letter_topic
@@ -48,6 +51,8 @@ class ResultWriter:
             for slot in window.producible():
                 if window.halted:
                     break  # a refusal arrived while this run was being written
+                if slot.result is not None:
+                    self._finish(state, slot)
                 for output in slot.outputs:
                     self._produce(output, state, slot)
                 window.produced(slot)
@@ -55,6 +60,18 @@ class ResultWriter:
         if written:
             self._producer.poll(0)
         return written
+
+    def _finish(self, state: PartitionState, slot: Slot) -> None:
+        """A processor's answer becomes its output here, at the in-order head of the partition:
+        a camera's results pass in capture order, so this is where tracks are made."""
+        result, frame = slot.result, slot.frame
+        slot.result = slot.frame = None
+        if result is None or frame is None:
+            raise RuntimeError(f"slot {slot.offset} has no answer or frame to write")
+        if self._tracker is not None:
+            self._tracker.annotate(frame.camera_id, frame.capture_time_unix_ns, result)
+        source = (state.topic, state.partition, slot.offset)
+        slot.outputs = [self._outputs.result(result, frame, slot.value, source)]
 
     def poll(self) -> None:
         self._producer.poll(0)

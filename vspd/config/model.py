@@ -478,6 +478,22 @@ class AlertsConfig(Section):
         return self
 
 
+class TrackingConfig(Section):
+    """Object tracks per camera, made by the broker in capture order (vspd.tracking)."""
+
+    enabled: bool = True
+    high_confidence: float = Field(default=0.5, ge=0, le=1)
+    low_confidence: float = Field(default=0.1, ge=0, le=1)
+    match_iou: float = Field(default=0.2, gt=0, le=1)
+    lost_track_s: PositiveSeconds = 2.0
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> TrackingConfig:
+        if self.low_confidence > self.high_confidence:
+            raise ValueError("low_confidence must not be above high_confidence")
+        return self
+
+
 class MetricsConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -509,6 +525,7 @@ class VspdConfig(Section):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     processor: ProcessorConfig = Field(default_factory=ProcessorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

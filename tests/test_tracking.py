@@ -1,0 +1,125 @@
+"""The tracker alone, fed in capture order: against ground truth, and its promises one by one."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.support.tracking import score
+from vspd.capture.sources.synthetic import Box, SyntheticScene
+from vspd.tracking.tracker import Tracker, TrackerSettings
+from vspd.v1 import result_pb2
+
+FPS = 15
+SECOND_NS = 1_000_000_000
+
+
+def result_at(t_ns: int, boxes: list[tuple[Box, float]], camera: str = "cam") -> result_pb2.Result:
+    result = result_pb2.Result(status=result_pb2.STATUS_OK)
+    result.frame.camera_id = camera
+    result.frame.capture_time_unix_ns = t_ns
+    for (x1, y1, x2, y2), confidence in boxes:
+        detection = result.detections.add(label="object", confidence=confidence)
+        detection.box.x_min, detection.box.y_min = x1, y1
+        detection.box.x_max, detection.box.y_max = x2, y2
+    return result
+
+
+def noisy(box: Box, rng: random.Random, sigma: float) -> Box:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return tuple(  # type: ignore[return-value]
+        min(1.0, max(0.0, v + rng.gauss(0, sigma * (w if i % 2 == 0 else h))))
+        for i, v in enumerate(box)
+    )
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_noisy_truth_is_tracked_with_few_identity_switches(seed: int) -> None:
+    """Boxes jittered by 5 % of their size, 10 % of detections dropped, 60 s at 15 fps: ten scenes."""
+    scene = SyntheticScene(640, 480, objects=3, speed=0.25, size=0.15, seed=seed, noise=False)
+    rng = random.Random(seed)
+    tracker = Tracker()
+    start = 1_700_000_000 * SECOND_NS
+    truth, results = [], []
+    for index in range(60 * FPS):
+        t_ns = start + index * SECOND_NS // FPS
+        boxes = scene.boxes((t_ns - start) / 1e9)
+        seen = [(noisy(b, rng, 0.05), rng.uniform(0.3, 0.95)) for b in boxes if rng.random() > 0.1]
+        result = result_at(t_ns, seen)
+        tracker.annotate("cam", t_ns, result)
+        truth.append(boxes)
+        results.append(result)
+    measured = score(truth, results)
+    print(f"seed {seed}: {measured}")
+    assert measured.idf1 >= 0.9, measured
+    assert measured.switches_per_100 <= 1.0, measured
+
+
+def test_an_id_is_stable_while_visible_and_never_reused() -> None:
+    tracker = Tracker(TrackerSettings(lost_track_s=1.0))
+    t = 1_700_000_000 * SECOND_NS
+    first = result_at(t, [((0.1, 0.1, 0.2, 0.2), 0.9)])
+    tracker.annotate("cam", t, first)
+    track_id = first.detections[0].track_id
+    for step in range(1, 30):  # moving right, 1 % of the frame per frame
+        later = result_at(
+            t + step * SECOND_NS // FPS, [((0.1 + step / 100, 0.1, 0.2 + step / 100, 0.2), 0.9)]
+        )
+        tracker.annotate("cam", t + step * SECOND_NS // FPS, later)
+        assert later.detections[0].track_id == track_id
+    # Gone for longer than lost_track_s, then something at the same place: a new object.
+    back = t + 5 * SECOND_NS
+    again = result_at(back, [((0.39, 0.1, 0.49, 0.2), 0.9)])
+    tracker.annotate("cam", back, again)
+    assert again.detections[0].track_id != track_id
+    assert again.detections[0].track_id > track_id
+
+
+def test_a_low_confidence_detection_keeps_a_track_but_starts_none() -> None:
+    tracker = Tracker()
+    t = 1_700_000_000 * SECOND_NS
+    first = result_at(t, [((0.1, 0.1, 0.3, 0.3), 0.9)])
+    tracker.annotate("cam", t, first)
+    # Partly hidden: a weak detection where the object is, and a weak one elsewhere.
+    weak = result_at(
+        t + SECOND_NS // FPS, [((0.11, 0.1, 0.31, 0.3), 0.2), ((0.7, 0.7, 0.8, 0.8), 0.2)]
+    )
+    tracker.annotate("cam", t + SECOND_NS // FPS, weak)
+    assert weak.detections[0].track_id == first.detections[0].track_id
+    assert not weak.detections[1].HasField("track_id")
+
+
+def test_labels_cameras_and_a_processors_own_ids_are_kept_apart() -> None:
+    tracker = Tracker()
+    t = 1_700_000_000 * SECOND_NS
+    person = result_at(t, [((0.1, 0.1, 0.3, 0.3), 0.9)])
+    tracker.annotate("a", t, person)
+    car = result_at(t + SECOND_NS // FPS, [((0.1, 0.1, 0.3, 0.3), 0.9)])
+    car.detections[0].label = "car"
+    tracker.annotate("a", t + SECOND_NS // FPS, car)
+    assert car.detections[0].track_id != person.detections[0].track_id  # another label
+    elsewhere = result_at(t + SECOND_NS // FPS, [((0.1, 0.1, 0.3, 0.3), 0.9)], camera="b")
+    tracker.annotate("b", t + SECOND_NS // FPS, elsewhere)
+    assert [t.track_id for t in tracker.tracks("b")] == [elsewhere.detections[0].track_id]
+    own = result_at(t + 2 * SECOND_NS // FPS, [((0.1, 0.1, 0.3, 0.3), 0.9)])
+    own.detections[0].track_id = 42
+    tracker.annotate("a", t + 2 * SECOND_NS // FPS, own)
+    assert own.detections[0].track_id == 42  # a processor that tracks itself is respected
+
+
+def test_tracks_continue_from_a_written_result_after_a_restart() -> None:
+    before = Tracker()
+    t = 1_700_000_000 * SECOND_NS
+    written = result_at(t, [((0.1, 0.1, 0.3, 0.3), 0.9), ((0.6, 0.6, 0.8, 0.8), 0.9)])
+    before.annotate("cam", t, written)
+    after = Tracker()  # a new broker: it knows only what is in the results topic
+    after.seed("cam", t, written)
+    following = result_at(
+        t + SECOND_NS // FPS, [((0.61, 0.6, 0.81, 0.8), 0.9), ((0.11, 0.1, 0.31, 0.3), 0.9)]
+    )
+    after.annotate("cam", t + SECOND_NS // FPS, following)
+    assert [d.track_id for d in following.detections] == [
+        written.detections[1].track_id,
+        written.detections[0].track_id,
+    ]

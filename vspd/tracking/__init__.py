@@ -1,0 +1,1 @@
+"""Object tracking on each camera's ordered stream of detections (see tracker.py)."""
