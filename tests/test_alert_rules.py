@@ -137,3 +137,94 @@ def test_bad_rule_config_names_the_rule(tmp_path: Any, rule: str, expected: str)
     assert any(
         str(problem).startswith(f"{path}: {expected}") for problem in caught.value.problems
     ), caught.value.problems
+
+
+# -- rules over objects ------------------------------------------------------------
+def tracked(label: str, track_id: int, box: tuple[float, float, float, float]) -> Any:
+    return (label, 0.9, box, track_id)
+
+
+def run_objects(
+    config: dict[str, Any], frames: list[tuple[float, list[Any]]]
+) -> list[tuple[int, int, str, float]]:
+    """Feed frames of (label, confidence, box, track id); (seq, track, direction, dwell) fired."""
+    from vspd.alerts.rules import ObjectState
+
+    (rule,) = build_rules([RuleConfig(name="r", **config)])
+    objects: dict[int, ObjectState] = {}
+    fired = []
+    for seq, (offset, detections) in enumerate(frames):
+        frame = result("yard", seq, [d[:3] for d in detections], at_ns=T0 + int(offset * SECOND))
+        for detection, (*_rest, track_id) in zip(frame.detections, detections, strict=True):
+            detection.track_id = track_id
+        for trigger in rule.evaluate_objects(frame, objects, lambda _track: ""):
+            assert trigger.track_id is not None
+            fired.append((seq, trigger.track_id, trigger.crossed_to, trigger.dwell_s or 0.0))
+    return fired
+
+
+LOT = [[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)]]
+PARKED = (0.1, 0.6, 0.3, 0.8)  # its bottom centre (0.2, 0.8) is inside LOT
+
+
+def test_a_stationary_object_loiters_once_however_long_it_stays() -> None:
+    # A car parked for two hours of capture time, one frame a second; a second car
+    # arrives after an hour and stays too: exactly one alert each.
+    frames = []
+    for second in range(2 * 3600):
+        cars = [tracked("car", 7, PARKED)]
+        if second >= 3600:
+            cars.append(tracked("car", 8, (0.3, 0.6, 0.45, 0.85)))
+        frames.append((float(second), cars))
+    fired = run_objects({"trigger": "loiter", "zones": LOT, "min_dwell_s": 30.0}, frames)
+    assert [(seq, track) for seq, track, _d, _s in fired] == [(30, 7), (3630, 8)]
+    assert all(dwell >= 30.0 for *_x, dwell in fired)
+
+
+def test_enter_alerts_once_per_object_entering_a_zone() -> None:
+    outside, inside = (0.7, 0.1, 0.8, 0.3), PARKED
+    frames = [
+        (0.0, [tracked("person", 1, outside)]),
+        (1.0, [tracked("person", 1, inside)]),  # enters
+        (2.0, [tracked("person", 1, outside)]),  # leaves
+        (3.0, [tracked("person", 1, inside), tracked("person", 2, inside)]),  # back; a second
+        (4.0, [tracked("person", 1, inside), tracked("person", 2, inside)]),
+    ]
+    fired = run_objects({"trigger": "enter", "zones": LOT}, frames)
+    assert [(seq, track) for seq, track, _d, _s in fired] == [(1, 1), (3, 2)]
+
+
+def test_crossings_are_told_apart_by_direction() -> None:
+    # A vertical line x = 0.5 from top (0.5, 0) to bottom (0.5, 1): walking it from the
+    # first point to the second, the image's left (x < 0.5) is on the right hand.
+    line = [(0.5, 0.0), (0.5, 1.0)]
+
+    def walk(track: int, start_x: float, end_x: float, t0: float) -> list[tuple[float, list[Any]]]:
+        steps = 10
+        return [
+            (
+                t0 + i * 0.1,
+                [tracked("person", track, (x - 0.05, 0.4, x + 0.05, 0.6))],
+            )
+            for i in range(steps + 1)
+            for x in [start_x + (end_x - start_x) * i / steps]
+        ]
+
+    frames = walk(1, 0.2, 0.8, 0.0) + walk(2, 0.8, 0.2, 10.0) + walk(3, 0.3, 0.45, 20.0)
+    both = run_objects({"trigger": "cross", "line": line}, frames)
+    assert sorted((track, direction) for _s, track, direction, _d in both) == [
+        (1, "left"),
+        (2, "right"),
+    ]  # track 3 never reaches the line
+    only_left = run_objects({"trigger": "cross", "line": line, "direction": "left"}, frames)
+    assert [track for _s, track, _d, _x in only_left] == [1]
+    # Beside the segment (above its top end) is not across it.
+    short = [(0.5, 0.7), (0.5, 1.0)]
+    assert run_objects({"trigger": "cross", "line": short}, frames) == []
+
+
+def test_object_rules_need_a_line_only_for_crossing() -> None:
+    with pytest.raises(ValueError, match="needs a line"):
+        RuleConfig(name="x", trigger="cross")
+    with pytest.raises(ValueError, match="only for trigger"):
+        RuleConfig(name="x", trigger="enter", line=[(0, 0), (1, 1)])

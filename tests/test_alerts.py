@@ -9,7 +9,6 @@ import re
 import sqlite3
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.support.kafka import produce
+from tests.support.metrics import samples
 from tests.support.peers import Mosquitto, SmtpServer, WebhookReceiver
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.results import SECOND, messages, new_session, result
@@ -95,13 +95,14 @@ class Alerts:
             connection.close()
 
     def metric(self, name: str) -> float:
-        body = (
-            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
-            .read()
-            .decode()
+        """A sample by its exposition name, e.g. 'vspd_alerts_pending{sink="ops"}'."""
+        base, _, labels = name.partition("{")
+        wanted = dict(part.split("=", 1) for part in labels.rstrip("}").split(",") if "=" in part)
+        return sum(
+            value
+            for found, value in samples(self.metrics_port, base)
+            if all(found.get(k) == v.strip('"') for k, v in wanted.items())
         )
-        found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body, re.MULTILINE)
-        return float(found.group(1)) if found else 0.0
 
 
 @pytest.fixture
@@ -538,3 +539,33 @@ def test_a_busy_receiver_is_retried_no_sooner_than_it_asked(
     assert retry_delay_s(AlertsConfig(retry_initial_s=1.0), 1, error) >= error.retry_after_s
     assert retry_delay_s(AlertsConfig(retry_initial_s=1.0, retry_max_s=30.0), 1, error) == 30.0
     assert retry_delay_s(AlertsConfig(retry_initial_s=1.0), 1, DeliveryError("x")) <= 1.2
+
+
+def test_an_object_alerts_once_across_a_restart_and_a_second_object_alerts_too(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto
+) -> None:
+    alerts = alerts_setup(trigger="enter", min_frames=1)
+    daemon = alerts.start()
+    session = new_session()
+    start = time.time_ns()
+
+    def frame(seq: int, tracks: list[int]) -> Any:
+        item = result(
+            "door", seq, [PERSON] * len(tracks), session=session, at_ns=start + seq * SECOND
+        )
+        for detection, track in zip(item.detections, tracks, strict=True):
+            detection.track_id = track
+        return item
+
+    alerts.feed([frame(seq, [11]) for seq in range(5)])
+    wait_until(lambda: len(mqtt_events(mosquitto)) >= 1, 60, "the first object's alert")
+    assert daemon.stop() == 0
+    again = alerts.start("alerts-again")
+    # The same person still there, and from seq 7 a second one; then the sentinel.
+    alerts.feed([frame(seq, [11, 12] if seq >= 7 else [11]) for seq in range(5, 10)])
+    alerts.feed([sentinel(session, 100)])
+    wait_until(lambda: any(e["rule"] == "sentinel" for e in mqtt_events(mosquitto)), 60, "sentinel")
+    entered = [e for e in mqtt_events(mosquitto) if e["rule"] == "person-at-door"]
+    assert [(e["track_id"], e["seq"]) for e in entered] == [(11, 0), (12, 7)]
+    assert entered[1]["event_id"] == f"person-at-door/door/{session}/7/12"
+    assert again.stop() == 0

@@ -32,14 +32,14 @@ from vspd.alerts.delivery import DeliveryWorker
 from vspd.alerts.errors import AlertsError
 from vspd.alerts.metrics import AlertsMetrics
 from vspd.alerts.report_worker import ReportWorker
-from vspd.alerts.rules import Rule, RuleState, Trigger, build_rules
+from vspd.alerts.rules import ObjectState, Rule, RuleState, Trigger, build_rules, forget_stale
 from vspd.alerts.sinks import build_sink
 from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import counted
 from vspd.runtime.service import serve
-from vspd.v1 import result_pb2
+from vspd.v1 import frame_pb2, result_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,8 @@ class AlertsDaemon:
         self.connection: sqlite3.Connection | None = None
         self.rules: list[Rule] = build_rules(self.settings.rules)
         self.rule_states: dict[tuple[str, str], RuleState] = {}
+        # (rule, camera) -> track id -> the object's state, for rules over objects.
+        self.object_states: dict[tuple[str, str], dict[int, ObjectState]] = {}
         self.workers: list[DeliveryWorker] = []
         self.report_worker = ReportWorker(self.database, self.settings)
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
@@ -104,6 +106,18 @@ class AlertsDaemon:
                 f"cannot open the store {self.database}: {exc} (is state_dir writable by this user?)"
             ) from None
         self._consumed = store.consumed_offsets(self.connection)
+        for key, saved_objects in store.object_states(self.connection).items():
+            self.object_states[key] = {
+                track_id: ObjectState(
+                    o.first_seen_ns,
+                    o.last_seen_ns,
+                    o.inside_since_ns,
+                    o.last_point,
+                    o.alerted,
+                    False,
+                )
+                for track_id, o in saved_objects.items()
+            }
         for key, saved in store.rule_states(self.connection).items():
             self.rule_states[key] = RuleState(
                 matches=saved.matches, last_alert_ns=saved.last_alert_ns
@@ -177,6 +191,7 @@ class AlertsDaemon:
                 created += self._record_one(connection, message)
             store.save_consumed(connection, self._consumed)
             self._save_rule_states(connection)
+            self._save_object_states(connection)
         return created
 
     def _record_one(self, connection: sqlite3.Connection, message: Message) -> int:
@@ -237,19 +252,28 @@ class AlertsDaemon:
         for rule in self.rules:
             if not rule.applies_to(frame.camera_id):
                 continue
+            base = f"{rule.config.name}/{frame.camera_id}/{frame.session_id}/{frame.seq}"
+            if rule.per_object:
+                objects = self.object_states.setdefault((rule.config.name, frame.camera_id), {})
+
+                def url_of(track: int, base: str = base) -> str:
+                    return self._snapshot_url(frame, f"{base}/{track}")
+
+                for per_object in rule.evaluate_objects(result, objects, url_of):
+                    key = f"{base}/{per_object.track_id}"
+                    created += self._raise_event(connection, result, per_object, key)
+                continue
             state = self.rule_states.setdefault((rule.config.name, frame.camera_id), RuleState())
-            key = f"{rule.config.name}/{frame.camera_id}/{frame.session_id}/{frame.seq}"
-            url = ""
-            if self.settings.snapshot_base_url:
-                url = (
-                    self.settings.snapshot_base_url.rstrip("/")
-                    + "/"
-                    + snapshots.relative_path(frame.camera_id, key)
-                )
-            trigger = rule.evaluate(result, state, url)
+            trigger = rule.evaluate(result, state, self._snapshot_url(frame, base))
             if trigger is not None:
-                created += self._raise_event(connection, result, trigger, key)
+                created += self._raise_event(connection, result, trigger, base)
         return created
+
+    def _snapshot_url(self, frame: frame_pb2.Frame, key: str) -> str:
+        if not self.settings.snapshot_base_url:
+            return ""
+        base = self.settings.snapshot_base_url.rstrip("/")
+        return f"{base}/{snapshots.relative_path(frame.camera_id, key)}"
 
     def _aggregate(
         self, connection: sqlite3.Connection, result: result_pb2.Result, gaps: int
@@ -298,6 +322,9 @@ class AlertsDaemon:
             message=trigger.message,
             snapshot=snapshot,
             detections=trigger.detections,
+            track_id=trigger.track_id if trigger.track_id is not None else -1,
+            dwell_s=trigger.dwell_s,
+            crossed_to=trigger.crossed_to,
         )
         event_id = store.insert_event(connection, event, sinks)
         if event_id is None:
@@ -327,6 +354,24 @@ class AlertsDaemon:
         )
         for _key, state in dirty:
             state.dirty = False
+
+    def _save_object_states(self, connection: sqlite3.Connection) -> None:
+        changed: dict[tuple[str, str, int], store.ObjectRecord] = {}
+        forgotten: list[tuple[str, str, int]] = []
+        for (rule, camera), objects in self.object_states.items():
+            newest = max((o.last_seen_ns for o in objects.values()), default=0)
+            forgotten += [(rule, camera, tid) for tid in forget_stale(objects, newest)]
+            for track_id, state in objects.items():
+                if state.dirty:
+                    changed[(rule, camera, track_id)] = store.ObjectRecord(
+                        state.first_seen_ns,
+                        state.last_seen_ns,
+                        state.inside_since_ns,
+                        state.last_point,
+                        state.alerted,
+                    )
+                    state.dirty = False
+        store.save_object_states(connection, changed, forgotten)
 
     def _commit_offsets(self, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}

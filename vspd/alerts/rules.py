@@ -1,11 +1,15 @@
-"""Rules over results: which detections count, debounce, cooldown, quiet hours.
+"""Rules over results: which detections count, debounce, cooldown, quiet hours; and
+rules over objects (tracks): enter, loiter, cross, each once per track.
 
 Time is the frame's capture time, not the clock at processing: a replay or a
-backlog gives the same decisions as live processing would have.
+backlog gives the same decisions as live processing would have. Object rules
+need the broker's track ids (or a processor's own); a detection without one
+takes no part in them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -60,6 +64,22 @@ class RuleState:
     dirty: bool = False
 
 
+@dataclass
+class ObjectState:
+    """Per (rule, camera, track): where the object was and whether it has alerted."""
+
+    first_seen_ns: int
+    last_seen_ns: int
+    inside_since_ns: int | None = None  # in a zone since (capture time)
+    last_point: tuple[float, float] | None = None
+    alerted: bool = False
+    dirty: bool = True
+
+
+# A track unseen this long (capture time) is over: its state is forgotten.
+OBJECT_STATE_TTL_NS = 10 * 60 * NS
+
+
 @dataclass(frozen=True)
 class Trigger:
     rule: RuleConfig
@@ -68,6 +88,9 @@ class Trigger:
     count: int
     detections: list[dict[str, Any]]
     message: str
+    track_id: int | None = None
+    dwell_s: float | None = None
+    crossed_to: str = ""  # cross: "left" or "right" of the line
 
 
 class Rule:
@@ -138,6 +161,132 @@ class Rule:
                 state.matches = []
         state.dirty = state.dirty or (state.matches, state.last_alert_ns) != before
         return trigger
+
+    # -- rules over objects ----------------------------------------------------
+    @property
+    def per_object(self) -> bool:
+        return self.config.trigger != "present"
+
+    def evaluate_objects(
+        self,
+        result: result_pb2.Result,
+        objects: dict[int, ObjectState],
+        snapshot_url: Callable[[int], str],
+    ) -> list[Trigger]:
+        """Update each tracked object's state with this frame; a Trigger per object that alerts."""
+        config = self.config
+        moment_ns = result.frame.capture_time_unix_ns
+        local = datetime.fromtimestamp(moment_ns / NS).astimezone()
+        quiet = in_quiet_hours(local.time(), self.quiet)
+        triggers = []
+        for detection in result.detections:
+            if not detection.HasField("track_id"):
+                continue
+            if config.labels and detection.label not in config.labels:
+                continue
+            if detection.confidence < config.min_confidence:
+                continue
+            state = objects.get(detection.track_id)
+            if state is None:
+                state = objects[detection.track_id] = ObjectState(moment_ns, moment_ns)
+            if moment_ns < state.last_seen_ns:
+                continue  # an older frame replayed: the object's story is already past it
+            point = anchor_point(detection.box, config.anchor)
+            crossed = self._crossed(state.last_point, point)
+            inside = not config.zones or any(
+                point_in_polygon(*point, zone) for zone in config.zones
+            )
+            if inside and state.inside_since_ns is None:
+                state.inside_since_ns = moment_ns
+            elif not inside:
+                state.inside_since_ns = None
+            state.last_point, state.last_seen_ns, state.dirty = point, moment_ns, True
+            dwell_s = (
+                (moment_ns - state.inside_since_ns) / NS
+                if inside and state.inside_since_ns is not None
+                else 0.0
+            )
+            fires = {
+                "enter": inside,
+                "loiter": inside and dwell_s >= config.min_dwell_s,
+                "cross": bool(crossed) and config.direction in ("both", crossed),
+            }[config.trigger]
+            if not fires or state.alerted or quiet:
+                continue
+            state.alerted = True
+            triggers.append(
+                self._object_trigger(
+                    result, detection, dwell_s, crossed, local, snapshot_url(detection.track_id)
+                )
+            )
+        return triggers
+
+    def _crossed(self, before: tuple[float, float] | None, after: tuple[float, float]) -> str:
+        """ "left" or "right" when the move before -> after crosses the rule's line, else ""."""
+        if self.config.trigger != "cross" or before is None or before == after:
+            return ""
+        (ax, ay), (bx, by) = self.config.line
+
+        def side(x: float, y: float) -> float:
+            return (bx - ax) * (y - ay) - (by - ay) * (x - ax)
+
+        # A point exactly on the line counts on the right: a crossing is counted once.
+        start, end = side(*before), side(*after)
+        if (start >= 0) == (end >= 0):
+            return ""
+        # The move must pass through the segment itself, not its extension.
+        (px, py), (qx, qy) = before, after
+
+        def track_side(x: float, y: float) -> float:
+            return (qx - px) * (y - py) - (qy - py) * (x - px)
+
+        if (track_side(ax, ay) >= 0) == (track_side(bx, by) >= 0):
+            return ""
+        # Image coordinates: y grows downwards, so a positive cross product is the right.
+        return "right" if end >= 0 else "left"
+
+    def _object_trigger(
+        self,
+        result: result_pb2.Result,
+        detection: result_pb2.Detection,
+        dwell_s: float,
+        crossed: str,
+        local: datetime,
+        snapshot_url: str,
+    ) -> Trigger:
+        config = self.config
+        return Trigger(
+            rule=config,
+            label=detection.label,
+            confidence=detection.confidence,
+            count=1,
+            detections=[_detection_dict(detection)],
+            message=self.template.render(
+                camera=result.frame.camera_id,
+                label=detection.label,
+                count=1,
+                confidence=detection.confidence,
+                time=local.isoformat(timespec="seconds"),
+                snapshot_url=snapshot_url,
+                rule=config.name,
+                severity=config.severity,
+                track_id=detection.track_id,
+                dwell_s=round(dwell_s, 1),
+                direction=crossed,
+                trigger=config.trigger,
+            ),
+            track_id=detection.track_id,
+            dwell_s=dwell_s,
+            crossed_to=crossed,
+        )
+
+
+def forget_stale(objects: dict[int, ObjectState], now_ns: int) -> list[int]:
+    """Drop the states of tracks unseen for OBJECT_STATE_TTL_NS; returns their ids."""
+    stale = [tid for tid, s in objects.items() if now_ns - s.last_seen_ns > OBJECT_STATE_TTL_NS]
+    for track_id in stale:
+        del objects[track_id]
+    return stale
 
 
 def _detection_dict(detection: result_pb2.Detection) -> dict[str, Any]:

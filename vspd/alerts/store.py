@@ -75,7 +75,34 @@ CREATE TABLE IF NOT EXISTS consumed (
     PRIMARY KEY (topic, partition)
 );
 """
-MIGRATIONS = (MIGRATION_1, MIGRATION_2)
+# Rules over objects: an event may be about one track (several per frame), so
+# the track is part of an event's identity (-1: a rule over frames); and each
+# (rule, camera, track)'s state survives restarts.
+MIGRATION_3 = """
+CREATE TABLE events_new (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL, camera TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL, label TEXT NOT NULL, confidence REAL NOT NULL,
+    count INTEGER NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
+    snapshot TEXT, detections TEXT NOT NULL,
+    track_id INTEGER NOT NULL DEFAULT -1, dwell_s REAL, crossed_to TEXT NOT NULL DEFAULT '',
+    UNIQUE (rule, camera, session, seq, track_id)
+);
+INSERT INTO events_new (id, rule, camera, session, seq, time_ns, label, confidence, count,
+    severity, message, snapshot, detections)
+    SELECT id, rule, camera, session, seq, time_ns, label, confidence, count,
+    severity, message, snapshot, detections FROM events;
+DROP TABLE events;
+ALTER TABLE events_new RENAME TO events;
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
+CREATE TABLE IF NOT EXISTS object_state (
+    rule TEXT NOT NULL, camera TEXT NOT NULL, track_id INTEGER NOT NULL,
+    first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, inside_since_ns INTEGER,
+    last_x REAL, last_y REAL, alerted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rule, camera, track_id)
+);
+"""
+MIGRATIONS = (MIGRATION_1, MIGRATION_2, MIGRATION_3)
 
 
 @dataclass(frozen=True)
@@ -93,11 +120,15 @@ class EventRecord:
     message: str
     snapshot: str | None
     detections: list[dict[str, Any]]
+    track_id: int = -1  # the object a rule over objects alerted for; -1: a rule over frames
+    dwell_s: float | None = None
+    crossed_to: str = ""
 
     @property
     def key(self) -> str:
         """Stable across restarts and replays: receivers can de-duplicate by it."""
-        return f"{self.rule}/{self.camera}/{self.session}/{self.seq}"
+        key = f"{self.rule}/{self.camera}/{self.session}/{self.seq}"
+        return f"{key}/{self.track_id}" if self.track_id >= 0 else key
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> EventRecord:
@@ -122,13 +153,24 @@ def connect(path: Path) -> sqlite3.Connection:
 def migrate(connection: sqlite3.Connection) -> int:
     """Bring the database to the newest schema; returns the version it is at."""
     version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    for number, script in enumerate(MIGRATIONS, start=1):
-        if number <= version:
-            continue
-        connection.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-        )
-        version = number
+    if version >= len(MIGRATIONS):
+        return version
+    # A migration may rebuild a table that others refer to (events): foreign keys
+    # are checked after it, not in its middle. (The pragma is a no-op inside a transaction.)
+    connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for number, script in enumerate(MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            connection.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+            version = number
+        broken = connection.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise sqlite3.IntegrityError(f"the store's references are broken: {broken[:3]}")
+    finally:
+        connection.execute("PRAGMA foreign_keys=ON")
     return version
 
 
@@ -346,14 +388,18 @@ class NewEvent:
     message: str
     snapshot: str | None
     detections: list[dict[str, Any]]
+    track_id: int = -1
+    dwell_s: float | None = None
+    crossed_to: str = ""
 
 
 def insert_event(connection: sqlite3.Connection, event: NewEvent, sinks: list[str]) -> int | None:
     """The event and one pending delivery per sink; None if this event exists already."""
     cursor = connection.execute(
         """INSERT OR IGNORE INTO events
-           (rule, camera, session, seq, time_ns, label, confidence, count, severity, message, snapshot, detections)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+           (rule, camera, session, seq, time_ns, label, confidence, count, severity, message, snapshot,
+            detections, track_id, dwell_s, crossed_to)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             event.rule,
             event.camera,
@@ -367,6 +413,9 @@ def insert_event(connection: sqlite3.Connection, event: NewEvent, sinks: list[st
             event.message,
             event.snapshot,
             json.dumps(event.detections, allow_nan=False),
+            event.track_id,
+            event.dwell_s,
+            event.crossed_to,
         ),
     )
     if cursor.rowcount == 0 or cursor.lastrowid is None:
@@ -561,4 +610,61 @@ def release_deliveries(connection: sqlite3.Connection, drawn: dict[int, str | No
     connection.executemany(
         "UPDATE deliveries SET next_attempt_ns = 0 WHERE event_id = ? AND state = 'pending' AND attempts = 0",
         [(event_id,) for event_id in drawn],
+    )
+
+
+# -- rules over objects --------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectRecord:
+    first_seen_ns: int
+    last_seen_ns: int
+    inside_since_ns: int | None
+    last_point: tuple[float, float] | None
+    alerted: bool
+
+
+def object_states(
+    connection: sqlite3.Connection,
+) -> dict[tuple[str, str], dict[int, ObjectRecord]]:
+    """(rule, camera) -> track id -> its state."""
+    found: dict[tuple[str, str], dict[int, ObjectRecord]] = {}
+    for row in connection.execute(
+        "SELECT rule, camera, track_id, first_seen_ns, last_seen_ns, inside_since_ns, "
+        "last_x, last_y, alerted FROM object_state"
+    ):
+        point = None if row[6] is None or row[7] is None else (float(row[6]), float(row[7]))
+        found.setdefault((str(row[0]), str(row[1])), {})[int(row[2])] = ObjectRecord(
+            int(row[3]), int(row[4]), row[5], point, bool(row[8])
+        )
+    return found
+
+
+def save_object_states(
+    connection: sqlite3.Connection,
+    changed: dict[tuple[str, str, int], ObjectRecord],
+    forgotten: list[tuple[str, str, int]],
+) -> None:
+    connection.executemany(
+        "INSERT INTO object_state (rule, camera, track_id, first_seen_ns, last_seen_ns, "
+        "inside_since_ns, last_x, last_y, alerted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (rule, camera, track_id) DO UPDATE SET last_seen_ns = excluded.last_seen_ns, "
+        "inside_since_ns = excluded.inside_since_ns, last_x = excluded.last_x, "
+        "last_y = excluded.last_y, alerted = excluded.alerted",
+        [
+            (
+                rule,
+                camera,
+                track_id,
+                state.first_seen_ns,
+                state.last_seen_ns,
+                state.inside_since_ns,
+                state.last_point[0] if state.last_point else None,
+                state.last_point[1] if state.last_point else None,
+                int(state.alerted),
+            )
+            for (rule, camera, track_id), state in changed.items()
+        ],
+    )
+    connection.executemany(
+        "DELETE FROM object_state WHERE rule = ? AND camera = ? AND track_id = ?", forgotten
     )

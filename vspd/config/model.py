@@ -344,6 +344,30 @@ class RuleConfig(Section):
     severity: Literal["info", "warning", "critical"] = "warning"
     message: str = "{{ label }} on {{ camera }} ({{ count }} frame{{ 's' if count != 1 }}, {{ '%.0f' % (confidence * 100) }}%)"
     sinks: list[str] = Field(default_factory=list)  # empty: every sink
+    # What makes an alert: "present" (matching detections, per frame, with
+    # min_frames/window_s/cooldown_s), or an object's track: "enter" (its anchor
+    # enters a zone), "loiter" (stays min_dwell_s), "cross" (crosses `line`),
+    # each once per track.
+    trigger: Literal["present", "enter", "loiter", "cross"] = "present"
+    min_dwell_s: PositiveSeconds = 30.0
+    # Two points; "left"/"right": the side of the line, walking from its first
+    # point to its second, that the object crosses to.
+    line: list[tuple[float, float]] = Field(default_factory=list)
+    direction: Literal["both", "left", "right"] = "both"
+
+    @model_validator(mode="after")
+    def _trigger(self) -> RuleConfig:
+        if self.trigger == "cross":
+            if len(self.line) != 2:
+                raise ValueError('trigger = "cross" needs a line of two points')
+            for x, y in self.line:
+                if not (0 <= x <= 1 and 0 <= y <= 1):
+                    raise ValueError(f"line point ({x}, {y}) is outside 0..1")
+            if self.line[0] == self.line[1]:
+                raise ValueError("the line's two points are the same")
+        elif self.line:
+            raise ValueError(f'line is only for trigger = "cross" (trigger is {self.trigger!r})')
+        return self
 
     @field_validator("zones")
     @classmethod

@@ -33,6 +33,10 @@ def event_payload(event: EventRecord, alerts: AlertsConfig) -> dict[str, Any]:
         "seq": event.seq,
         "snapshot_url": snapshot_url(alerts, event),
         "detections": event.detections,
+        # Rules over objects: which object, how long it stayed, which way it crossed.
+        "track_id": event.track_id if event.track_id >= 0 else None,
+        "dwell_s": round(event.dwell_s, 1) if event.dwell_s is not None else None,
+        "crossed_to": event.crossed_to or None,
     }
 
 
