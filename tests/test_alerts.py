@@ -384,6 +384,9 @@ def test_report_renders_in_headless_chromium(
         )
         for i in range(40)
     ]
+    for i, frame in enumerate(frames):  # tracked: two persons one after the other, one cat
+        for detection in frame.detections:
+            detection.track_id = 3 if detection.label == "cat" else (1 if i < 20 else 2)
     alerts.feed(frames)
     wait_until(lambda: alerts.metric("vspd_alerts_results_total") >= 40, 60, "results")
     assert daemon.stop() == 0
@@ -440,6 +443,8 @@ def test_report_renders_in_headless_chromium(
     # Persons at i % 3 != 0, 30 s apart, 60 s cooldown: alerts at i = 1, 4, ..., 37.
     assert dom.count("data:image/jpeg;base64,") == 13
     assert re.search(r'gaps in sequence[^<]*</th><td class="n bad">5</td>', dom)
+    objects = re.findall(r'<tr class="object-row"><td>(\w+)</td><td class="n">(\d+)</td>', dom)
+    assert dict(objects) == {"person": "2", "cat": "1"}
 
     screenshot = tmp_path / "report.png"
     subprocess.run(
@@ -569,3 +574,54 @@ def test_an_object_alerts_once_across_a_restart_and_a_second_object_alerts_too(
     assert [(e["track_id"], e["seq"]) for e in entered] == [(11, 0), (12, 7)]
     assert entered[1]["event_id"] == f"person-at-door/door/{session}/7/12"
     assert again.stop() == 0
+
+
+def test_line_crossings_per_direction_are_counted_as_they_happened(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    from vspd.capture.sources.synthetic import SyntheticScene
+
+    alerts = alerts_setup(trigger="cross", line=[[0.5, 0.0], [0.5, 1.0]], min_frames=1)
+    daemon = alerts.start()
+    session = new_session()
+    scene = SyntheticScene(640, 480, objects=3, speed=0.3, seed=4, noise=False)
+    start = time.time_ns() - 10 * 60 * SECOND
+    frames, truth = [], {"left": 0, "right": 0}
+    previous: dict[int, float] = {}
+    crossers: set[int] = set()
+    for seq in range(600):  # two minutes at 5 fps
+        boxes = scene.boxes(seq / 5)
+        item = result("door", seq, [], session=session, at_ns=start + seq * SECOND // 5)
+        for track, box in enumerate(boxes):
+            detection = item.detections.add(label="person", confidence=0.9, track_id=100 + track)
+            detection.box.x_min, detection.box.y_min, detection.box.x_max, detection.box.y_max = box
+            # The truth, told independently: the bottom centre's side of x = 0.5.
+            x = (box[0] + box[2]) / 2
+            if track in previous and (previous[track] >= 0.5) != (x >= 0.5):
+                truth["left" if x >= 0.5 else "right"] += 1
+                crossers.add(100 + track)
+            previous[track] = x
+        frames.append(item)
+    alerts.feed(frames)
+    wait_until(lambda: alerts.metric("vspd_alerts_results_total") >= 600, 60, "results")
+    wait_until(lambda: len(mqtt_events(mosquitto)) >= len(crossers), 60, "the alerts")
+    assert daemon.stop() == 0
+    assert truth["left"] > 2  # the scene does cross, both ways
+    assert truth["right"] > 2
+    out = tmp_path / "crossings"
+    since = (datetime.now().astimezone() - timedelta(hours=1)).isoformat(timespec="minutes")
+    until = (datetime.now().astimezone() + timedelta(minutes=5)).isoformat(timespec="minutes")
+    run = subprocess.run(
+        ["vspd", "--config", str(alerts.config), "report", "--since", since, "--until", until,
+         "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (report,) = (out / "door").glob("custom-*.json")
+    counted = {
+        row["direction"]: row["count"] for row in json.loads(report.read_text())["crossings"]
+    }
+    assert counted == truth
+    # Alerts: once per object that crossed, not once per crossing.
+    crossed = [e for e in mqtt_events(mosquitto) if e["rule"] == "person-at-door"]
+    assert sorted(e["track_id"] for e in crossed) == sorted(crossers)

@@ -259,9 +259,16 @@ class AlertsDaemon:
                 def url_of(track: int, base: str = base) -> str:
                     return self._snapshot_url(frame, f"{base}/{track}")
 
-                for per_object in rule.evaluate_objects(result, objects, url_of):
+                crossed: list[str] = []
+                for per_object in rule.evaluate_objects(result, objects, url_of, crossed):
                     key = f"{base}/{per_object.track_id}"
                     created += self._raise_event(connection, result, per_object, key)
+                store.add_crossings(
+                    connection,
+                    frame.camera_id,
+                    frame.capture_time_unix_ns,
+                    [(rule.config.name, direction) for direction in crossed],
+                )
                 continue
             state = self.rule_states.setdefault((rule.config.name, frame.camera_id), RuleState())
             trigger = rule.evaluate(result, state, self._snapshot_url(frame, base))
@@ -300,6 +307,9 @@ class AlertsDaemon:
             count, best = per_label.get(detection.label, (0, 0.0))
             per_label[detection.label] = (count + 1, max(best, detection.confidence))
         store.add_detections(connection, frame.camera_id, bucket, per_label)
+        tracks = [(d.track_id, d.label) for d in result.detections if d.HasField("track_id")]
+        if tracks:
+            store.see_objects(connection, frame.camera_id, frame.capture_time_unix_ns, tracks)
 
     def _raise_event(
         self, connection: sqlite3.Connection, result: result_pb2.Result, trigger: Trigger, key: str

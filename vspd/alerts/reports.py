@@ -94,6 +94,19 @@ def gather(
         {"bucket": point.bucket, "label": point.label, "detections": point.detections}
         for point in store.timeline(connection, camera, first, end)
     ]
+    objects = [
+        {
+            "label": item.label,
+            "unique": item.unique,
+            "mean_seen_s": item.mean_seen_s,
+            "max_seen_s": item.max_seen_s,
+        }
+        for item in store.objects_between(connection, camera, period.since_ns, period.until_ns)
+    ]
+    crossings = [
+        {"rule": item.rule, "direction": item.direction, "count": item.count}
+        for item in store.crossings_between(connection, camera, period.since_ns, period.until_ns)
+    ]
     health = store.frame_health(connection, camera, first, end)
     results = health.results
     seconds = health.active_buckets * BUCKET_NS / 1e9 if results else 1.0
@@ -123,6 +136,8 @@ def gather(
         "since": period.since.isoformat(),
         "until": period.until.isoformat(),
         "counts": counts,
+        "objects": objects,
+        "crossings": crossings,
         "timeline": timeline,
         "alerts": alerts,
         "health": {

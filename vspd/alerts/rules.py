@@ -172,8 +172,12 @@ class Rule:
         result: result_pb2.Result,
         objects: dict[int, ObjectState],
         snapshot_url: Callable[[int], str],
+        crossings: list[str] | None = None,
     ) -> list[Trigger]:
-        """Update each tracked object's state with this frame; a Trigger per object that alerts."""
+        """Update each tracked object's state with this frame; a Trigger per object that alerts.
+
+        Every crossing of the line (alerting or not) is appended to `crossings` by direction.
+        """
         config = self.config
         moment_ns = result.frame.capture_time_unix_ns
         local = datetime.fromtimestamp(moment_ns / NS).astimezone()
@@ -193,6 +197,8 @@ class Rule:
                 continue  # an older frame replayed: the object's story is already past it
             point = anchor_point(detection.box, config.anchor)
             crossed = self._crossed(state.last_point, point)
+            if crossed and crossings is not None:
+                crossings.append(crossed)
             inside = not config.zones or any(
                 point_in_polygon(*point, zone) for zone in config.zones
             )

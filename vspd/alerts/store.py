@@ -102,7 +102,22 @@ CREATE TABLE IF NOT EXISTS object_state (
     PRIMARY KEY (rule, camera, track_id)
 );
 """
-MIGRATIONS = (MIGRATION_1, MIGRATION_2, MIGRATION_3)
+# Reports count objects: when each track was first and last seen, and every
+# crossing of a rule's line, by direction.
+MIGRATION_4 = """
+CREATE TABLE IF NOT EXISTS objects_seen (
+    camera TEXT NOT NULL, track_id INTEGER NOT NULL, label TEXT NOT NULL,
+    first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,
+    PRIMARY KEY (camera, track_id)
+);
+CREATE INDEX IF NOT EXISTS objects_seen_time ON objects_seen (camera, last_ns);
+CREATE TABLE IF NOT EXISTS crossings (
+    camera TEXT NOT NULL, rule TEXT NOT NULL, bucket INTEGER NOT NULL, direction TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (camera, rule, bucket, direction)
+);
+"""
+MIGRATIONS = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
 
 
 @dataclass(frozen=True)
@@ -590,7 +605,20 @@ def period_fingerprint(
         "WHERE e.time_ns >= ? AND e.time_ns < ?",
         (since_ns, until_ns),
     ).fetchone()
-    return (*(int(value) for value in frames), *(int(value) for value in events))
+    objects = connection.execute(
+        "SELECT COUNT(*), COALESCE(MAX(last_ns), 0) FROM objects_seen WHERE first_ns < ? AND last_ns >= ?",
+        (until_ns, since_ns),
+    ).fetchone()
+    crossed = connection.execute(
+        "SELECT COALESCE(SUM(count), 0) FROM crossings WHERE bucket >= ? AND bucket < ?",
+        (since_ns // BUCKET_NS, -(-until_ns // BUCKET_NS)),
+    ).fetchone()
+    return (
+        *(int(value) for value in frames),
+        *(int(value) for value in events),
+        *(int(value) for value in objects),
+        int(crossed[0]),
+    )
 
 
 def hold_deliveries(connection: sqlite3.Connection, event_id: int, until_ns: int) -> None:
@@ -668,3 +696,68 @@ def save_object_states(
     connection.executemany(
         "DELETE FROM object_state WHERE rule = ? AND camera = ? AND track_id = ?", forgotten
     )
+
+
+def see_objects(
+    connection: sqlite3.Connection, camera: str, at_ns: int, tracks: list[tuple[int, str]]
+) -> None:
+    """(track id, label) of the objects in a frame at `at_ns`: first and last seen."""
+    connection.executemany(
+        "INSERT INTO objects_seen (camera, track_id, label, first_ns, last_ns) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (camera, track_id) DO UPDATE SET "
+        "first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)",
+        [(camera, track_id, label, at_ns, at_ns) for track_id, label in tracks],
+    )
+
+
+def add_crossings(
+    connection: sqlite3.Connection, camera: str, at_ns: int, crossed: list[tuple[str, str]]
+) -> None:
+    """(rule, direction) of each crossing of a rule's line in a frame at `at_ns`."""
+    connection.executemany(
+        "INSERT INTO crossings (camera, rule, bucket, direction, count) VALUES (?, ?, ?, ?, 1) "
+        "ON CONFLICT (camera, rule, bucket, direction) DO UPDATE SET count = count + 1",
+        [(camera, rule, at_ns // BUCKET_NS, direction) for rule, direction in crossed],
+    )
+
+
+@dataclass(frozen=True)
+class ObjectCount:
+    label: str
+    unique: int  # distinct tracks seen in the period
+    mean_seen_s: float  # how long they were in view, first to last sighting
+    max_seen_s: float
+
+
+def objects_between(
+    connection: sqlite3.Connection, camera: str, since_ns: int, until_ns: int
+) -> list[ObjectCount]:
+    return [
+        ObjectCount(str(row[0]), int(row[1]), float(row[2]) / 1e9, float(row[3]) / 1e9)
+        for row in connection.execute(
+            "SELECT label, COUNT(*), AVG(last_ns - first_ns), MAX(last_ns - first_ns) "
+            "FROM objects_seen WHERE camera = ? AND first_ns < ? AND last_ns >= ? "
+            "GROUP BY label ORDER BY 2 DESC, 1",
+            (camera, until_ns, since_ns),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class CrossingCount:
+    rule: str
+    direction: str
+    count: int
+
+
+def crossings_between(
+    connection: sqlite3.Connection, camera: str, since_ns: int, until_ns: int
+) -> list[CrossingCount]:
+    return [
+        CrossingCount(str(row[0]), str(row[1]), int(row[2]))
+        for row in connection.execute(
+            "SELECT rule, direction, SUM(count) FROM crossings "
+            "WHERE camera = ? AND bucket >= ? AND bucket < ? GROUP BY rule, direction ORDER BY 1, 2",
+            (camera, since_ns // BUCKET_NS, -(-until_ns // BUCKET_NS)),
+        )
+    ]
