@@ -19,7 +19,7 @@ from tests.support.frames import (
 )
 from tests.support.kafka import Record
 from tests.support.pipeline import Pipeline, all_results
-from tests.support.processes import DaemonProcess
+from tests.support.processes import DaemonProcess, wait_until
 from vspd import wire
 from vspd.v1 import frame_pb2, result_pb2
 
@@ -388,3 +388,29 @@ def test_tracks_are_made_in_capture_order_and_survive_a_kill9(
     assert all(len(found) == 1 for found in ids.values()), ids  # one id per object, kill or not
     for camera in cameras:
         assert ids[(camera, 0)] != ids[(camera, 1)]
+
+
+def test_tracks_continue_when_a_second_broker_takes_over_a_partition_mid_track(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    cameras = ["yard", "gate", "drive", "porch"]
+    line = pipeline(
+        partitions=2,
+        broker={"max_in_flight": 16, "max_in_flight_per_partition": 16},
+        processor={"plugin": "tests.plugins.sample:truth"},
+    )
+    line.start_processor()
+    first = line.start_broker("broker-1")
+    frames = scene_frames(cameras, 150)
+    line.feed(frames[: len(frames) // 2])
+    line.results(all_results(250))
+    second = line.start_broker("broker-2")  # joins: a partition moves to it, mid-track
+    wait_until(lambda: bool(_assigned(second.log())), 60, "a partition for the second broker")
+    line.feed(frames[len(frames) // 2 :])
+    records = line.results(all_results(600))
+    assert {record.partition for record in records} == {0, 1}
+    ids = track_ids_per_object(records)
+    assert len(ids) == 2 * len(cameras)
+    assert all(len(found) == 1 for found in ids.values()), ids
+    assert first.stop() == 0
+    assert second.stop() == 0

@@ -120,3 +120,15 @@ def test_the_roles_argument_specs_are_generated_from_the_model_and_the_example()
     assert "max_buffered_bytes:" in specs
     assert "default: 134217728" in specs
     assert "no_log: true" in specs  # secrets stay out of Ansible's output
+
+
+def test_the_readmes_object_rules_can_be_copied_as_they_are(tmp_path: Path) -> None:
+    from vspd.config import load_config
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Rules over objects") :]
+    block = section[section.index("```toml\n") + len("```toml\n") : section.index("```\n", 10)]
+    path = tmp_path / "vspd.toml"
+    path.write_text(block)
+    config = load_config(path, {})
+    assert [rule.trigger for rule in config.alerts.rules] == ["loiter", "enter", "cross"]
