@@ -115,6 +115,10 @@ def _default(field: FieldInfo) -> Any:
     return value
 
 
+def _jinja(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
 def options(
     sections: list[type[BaseModel]], table: str, notes: dict[tuple[str, str], str]
 ) -> dict[str, Any]:
@@ -148,7 +152,8 @@ def options(
             else:
                 spec.update(_type(field.annotation))
                 default = _default(field)
-                if default is not PydanticUndefined:
+                # Ansible templates the specs: a Jinja message template cannot be a default there.
+                if default is not PydanticUndefined and not _jinja(default):
                     spec["default"] = default
             merged[name] = spec
     for name, count in required_in.items():

@@ -625,3 +625,33 @@ def test_line_crossings_per_direction_are_counted_as_they_happened(
     # Alerts: once per object that crossed, not once per crossing.
     crossed = [e for e in mqtt_events(mosquitto) if e["rule"] == "person-at-door"]
     assert sorted(e["track_id"] for e in crossed) == sorted(crossers)
+
+
+def test_a_car_parked_for_two_hours_loiters_once_and_a_second_car_once_more(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto
+) -> None:
+    lot = [[[0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]]
+    alerts = alerts_setup(
+        trigger="loiter", zones=lot, min_dwell_s=30.0, labels=["car"], min_frames=1
+    )
+    daemon = alerts.start()
+    session = new_session()
+    start = time.time_ns() - 3 * 3600 * SECOND
+    frames = []
+    for second in range(0, 2 * 3600, 2):  # two hours of capture time, a frame every 2 s
+        parked = [("car", 0.9, (0.1, 0.6, 0.3, 0.8))]
+        if second >= 3600:  # a second car arrives after an hour
+            parked.append(("car", 0.9, (0.3, 0.6, 0.45, 0.85)))
+        item = result("door", second // 2, parked, session=session, at_ns=start + second * SECOND)
+        for detection, track in zip(item.detections, (501, 502), strict=False):
+            detection.track_id = track
+        frames.append(item)
+    alerts.feed(frames)
+    alerts.feed([sentinel(session, 10_000)])
+    wait_until(
+        lambda: any(e["rule"] == "sentinel" for e in mqtt_events(mosquitto)), 120, "sentinel"
+    )
+    loitered = [e for e in mqtt_events(mosquitto) if e["rule"] == "person-at-door"]
+    assert [(e["track_id"], e["seq"]) for e in loitered] == [(501, 15), (502, 1815)]
+    assert all(e["dwell_s"] >= 30.0 for e in loitered)
+    assert daemon.stop() == 0

@@ -106,8 +106,13 @@ def test_nothing_runs_until_configured(booted: BootedSystem) -> None:
     for scope in ("kafka", "cameras", "alerts"):
         assert booted.sh(f"stat -c '%a %U' /etc/vspd/credentials/{scope}").strip() == "700 root"
     # Least privilege: each unit is handed only its daemon's secrets, the processor none.
+    # (systemctl show cannot print LoadCredential's value: the unit files as installed.)
     loaded = {
-        unit: booted.sh(f"systemctl show -p LoadCredential --value {unit}").split()
+        unit: [
+            line.removeprefix("LoadCredential=")
+            for line in booted.sh(f"systemctl cat {unit}").splitlines()
+            if line.startswith("LoadCredential=")
+        ]
         for unit in ("vspd-processor", "vspd-broker", "vspd-alerts", "vspd-capture@x")
     }
     assert loaded["vspd-processor"] == []
