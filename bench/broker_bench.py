@@ -16,6 +16,7 @@ Run against another tree (before/after) with PYTHONPATH=/that/tree and
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import sys
@@ -36,7 +37,7 @@ from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import free_port
 from vspd import wire
 from vspd.config.toml_writer import render_toml
-from vspd.v1 import frame_pb2
+from vspd.v1 import frame_pb2, result_pb2
 
 FRAME_BYTES = 100_000
 SESSION_TIMEOUT_MS = 6000  # as in the tests: a new group's first assignment takes ~half
@@ -221,10 +222,16 @@ def vspd_broker(
     finally:
         setup.close(broker_process)
     # Throughput from the results themselves: when the broker wrote the first and the last.
-    times = sorted(
-        wire.decode_result(record.value).result_time_unix_ns
+    results = [
+        wire.decode_result(record.value)
         for record in read_to_end(bootstrap, setup.topics["results_topic"])
+    ]
+    not_ok = collections.Counter(
+        (r.status, r.status_reason[:60]) for r in results if r.status != result_pb2.STATUS_OK
     )
+    if not_ok:  # a benchmark of failures measures nothing: say so
+        print(f"  {len(results)} results, not ok: {dict(not_ok)}", file=sys.stderr)
+    times = sorted(r.result_time_unix_ns for r in results)
     fps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
     return Measured(fps, cpu / (count - n0) * 1e6, latency)
 
