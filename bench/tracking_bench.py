@@ -10,41 +10,19 @@ Each row is one scene (seed); the last, the mean. Run: .venv/bin/python -m bench
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 
 import cv2
 
 from bench.support import print_table
-from tests.support.tracking import Score, score
-from tests.test_tracking import noisy, result_at
+from tests.support.tracking import FPS, SECOND_NS, Score, noisy_truth_score, result_at, score
 from vspd.capture.sources.synthetic import SyntheticScene
 from vspd.config.model import MotionConfig
 from vspd.processor.builtins.motion import MotionDetector
 from vspd.processor.plugin import CameraStates, FrameView
 from vspd.tracking.tracker import Tracker
 from vspd.v1 import frame_pb2
-
-FPS = 15
-SECOND_NS = 1_000_000_000
-
-
-def noisy_truth(seed: int, seconds: int) -> Score:
-    scene = SyntheticScene(640, 480, objects=3, speed=0.25, size=0.15, seed=seed, noise=False)
-    rng = random.Random(seed)
-    tracker = Tracker()
-    start = 1_700_000_000 * SECOND_NS
-    truth, results = [], []
-    for index in range(seconds * FPS):
-        t_ns = start + index * SECOND_NS // FPS
-        boxes = scene.boxes((t_ns - start) / 1e9)
-        seen = [(noisy(b, rng, 0.05), rng.uniform(0.3, 0.95)) for b in boxes if rng.random() > 0.1]
-        result = result_at(t_ns, seen)
-        tracker.annotate("cam", t_ns, result)
-        truth.append(boxes)
-        results.append(result)
-    return score(truth, results)
 
 
 def motion_fed(seed: int, seconds: int) -> tuple[Score, float]:
@@ -83,7 +61,7 @@ def main() -> int:
     rows = []
     totals = [0.0] * 6
     for seed in range(1, args.seeds + 1):
-        a = noisy_truth(seed, args.seconds)
+        a = noisy_truth_score(seed, args.seconds)
         b, per_frame_ms = motion_fed(seed, args.seconds)
         figures = [a.idf1, a.mota, a.switches_per_100, b.idf1, b.mota, b.switches_per_100]
         totals = [t + f for t, f in zip(totals, figures, strict=True)]

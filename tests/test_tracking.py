@@ -2,55 +2,16 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from tests.support.tracking import score
-from vspd.capture.sources.synthetic import Box, SyntheticScene
+from tests.support.tracking import FPS, SECOND_NS, noisy_truth_score, result_at
 from vspd.tracking.tracker import Tracker, TrackerSettings
-from vspd.v1 import result_pb2
-
-FPS = 15
-SECOND_NS = 1_000_000_000
-
-
-def result_at(t_ns: int, boxes: list[tuple[Box, float]], camera: str = "cam") -> result_pb2.Result:
-    result = result_pb2.Result(status=result_pb2.STATUS_OK)
-    result.frame.camera_id = camera
-    result.frame.capture_time_unix_ns = t_ns
-    for (x1, y1, x2, y2), confidence in boxes:
-        detection = result.detections.add(label="object", confidence=confidence)
-        detection.box.x_min, detection.box.y_min = x1, y1
-        detection.box.x_max, detection.box.y_max = x2, y2
-    return result
-
-
-def noisy(box: Box, rng: random.Random, sigma: float) -> Box:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return tuple(  # type: ignore[return-value]
-        min(1.0, max(0.0, v + rng.gauss(0, sigma * (w if i % 2 == 0 else h))))
-        for i, v in enumerate(box)
-    )
 
 
 @pytest.mark.parametrize("seed", range(1, 11))
 def test_noisy_truth_is_tracked_with_few_identity_switches(seed: int) -> None:
     """Boxes jittered by 5 % of their size, 10 % of detections dropped, 60 s at 15 fps: ten scenes."""
-    scene = SyntheticScene(640, 480, objects=3, speed=0.25, size=0.15, seed=seed, noise=False)
-    rng = random.Random(seed)
-    tracker = Tracker()
-    start = 1_700_000_000 * SECOND_NS
-    truth, results = [], []
-    for index in range(60 * FPS):
-        t_ns = start + index * SECOND_NS // FPS
-        boxes = scene.boxes((t_ns - start) / 1e9)
-        seen = [(noisy(b, rng, 0.05), rng.uniform(0.3, 0.95)) for b in boxes if rng.random() > 0.1]
-        result = result_at(t_ns, seen)
-        tracker.annotate("cam", t_ns, result)
-        truth.append(boxes)
-        results.append(result)
-    measured = score(truth, results)
+    measured = noisy_truth_score(seed, 60)
     print(f"seed {seed}: {measured}")
     assert measured.idf1 >= 0.9, measured
     assert measured.switches_per_100 <= 1.0, measured
