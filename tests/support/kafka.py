@@ -113,6 +113,9 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Rec
             "group.id": unique_name("to-end"),
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # Tansu holds an empty fetch for the whole wait (500 ms by default): each
+            # partition's end would cost that, and callers read whole topics in loops.
+            "fetch.wait.max.ms": 10,
             "fetch.max.bytes": 52_428_800,
             "max.partition.fetch.bytes": 16_000_000,
             "receive.message.max.bytes": 60_000_000,
