@@ -1,0 +1,113 @@
+"""The floor of a Python gRPC call here: client CPU per 100 KB call, unary futures vs one bidi stream.
+
+A generic grpc.aio server in a child process answers 10 bytes per request; the
+client keeps 16 calls in flight, as the broker does. What the broker cannot
+go below per frame with grpcio (#19). Run: .venv/bin/python -m bench.grpc_floor
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+
+import grpc
+
+from bench.support import print_table
+from tests.support.tansu import free_port
+
+IN_FLIGHT = 16
+PAYLOAD = os.urandom(100_000)
+
+
+def _serve(port: int, ready: multiprocessing.synchronize.Event) -> None:
+    async def unary(request: bytes, _context: object) -> bytes:
+        return request[:10]
+
+    async def stream(requests: object, _context: object):  # type: ignore[no-untyped-def]
+        async for request in requests:  # type: ignore[attr-defined]
+            yield request[:10]
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 << 20)])
+        handlers = {
+            "U": grpc.unary_unary_rpc_method_handler(unary),
+            "S": grpc.stream_stream_rpc_method_handler(stream),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("b.B", handlers),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        ready.set()
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def unary(channel: grpc.Channel, count: int) -> tuple[float, float]:
+    call = channel.unary_unary("/b.B/U")
+    slots = threading.Semaphore(IN_FLIGHT)
+    done = threading.Event()
+    finished = [0]
+
+    def on_done(future: grpc.Future) -> None:
+        future.result()
+        slots.release()
+        finished[0] += 1
+        if finished[0] == count:
+            done.set()
+
+    t0, c0 = time.perf_counter(), _cpu()
+    for _ in range(count):
+        slots.acquire()
+        call.future(PAYLOAD).add_done_callback(on_done)
+    done.wait()
+    return count / (time.perf_counter() - t0), (_cpu() - c0) / count * 1e6
+
+
+def stream(channel: grpc.Channel, count: int) -> tuple[float, float]:
+    call = channel.stream_stream("/b.B/S")
+    slots: queue.Queue[None] = queue.Queue(IN_FLIGHT)
+
+    def requests():  # type: ignore[no-untyped-def]
+        for _ in range(count):
+            slots.put(None)
+            yield PAYLOAD
+
+    t0, c0 = time.perf_counter(), _cpu()
+    for _answer in call(requests()):
+        slots.get()
+    return count / (time.perf_counter() - t0), (_cpu() - c0) / count * 1e6
+
+
+def main() -> int:
+    port = free_port()
+    ready = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(port, ready), daemon=True)
+    server.start()
+    ready.wait(30)
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 32 << 20)]
+    )
+    grpc.channel_ready_future(channel).result(10)
+    rows = []
+    for name, run in (("unary", unary), ("stream", stream), ("unary", unary), ("stream", stream)):
+        rate, cpu_us = run(channel, 5000)
+        rows.append([name, f"{rate:.0f}", f"{cpu_us:.0f}"])
+    channel.close()
+    server.terminate()
+    print(f"gRPC, 100 KB requests, {IN_FLIGHT} in flight, one client thread")
+    print_table(["mode", "calls/s", "client CPU µs/call"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
