@@ -228,3 +228,13 @@ def test_object_rules_need_a_line_only_for_crossing() -> None:
         RuleConfig(name="x", trigger="cross")
     with pytest.raises(ValueError, match="only for trigger"):
         RuleConfig(name="x", trigger="enter", line=[(0, 0), (1, 1)])
+
+
+def test_a_flood_of_track_ids_keeps_object_state_bounded() -> None:
+    from vspd.alerts.rules import MAX_OBJECTS, ObjectState, forget_stale
+
+    objects = {track: ObjectState(T0, T0 + track) for track in range(5000)}
+    forgotten = forget_stale(objects, T0 + 5000)
+    assert len(objects) == MAX_OBJECTS
+    assert len(forgotten) == 5000 - MAX_OBJECTS
+    assert min(objects) == 5000 - MAX_OBJECTS  # the most recently seen are kept

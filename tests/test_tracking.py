@@ -84,3 +84,18 @@ def test_tracks_continue_from_a_written_result_after_a_restart() -> None:
         written.detections[1].track_id,
         written.detections[0].track_id,
     ]
+
+
+def test_a_flood_of_boxes_is_tracked_within_bounds() -> None:
+    from vspd.tracking.tracker import MAX_DETECTIONS_TRACKED, MAX_TRACKS_PER_CAMERA
+
+    tracker = Tracker()
+    t = 1_700_000_000 * SECOND_NS
+    flood = result_at(
+        t, [((i / 5000, 0.0, i / 5000 + 0.0001, 0.0001), 0.6 + i / 50_000) for i in range(5000)]
+    )
+    tracker.annotate("cam", t, flood)
+    tracked = [d for d in flood.detections if d.HasField("track_id")]
+    assert len(tracked) == MAX_DETECTIONS_TRACKED
+    assert min(d.confidence for d in tracked) > 0.6 + 4000 / 50_000  # the most confident ones
+    assert len(tracker.tracks("cam")) <= MAX_TRACKS_PER_CAMERA

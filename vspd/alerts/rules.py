@@ -78,6 +78,8 @@ class ObjectState:
 
 # A track unseen this long (capture time) is over: its state is forgotten.
 OBJECT_STATE_TTL_NS = 10 * 60 * NS
+# Objects kept per (rule, camera): a flood of track ids (a forged result) is bounded.
+MAX_OBJECTS = 1024
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,12 @@ class Rule:
 def forget_stale(objects: dict[int, ObjectState], now_ns: int) -> list[int]:
     """Drop the states of tracks unseen for OBJECT_STATE_TTL_NS; returns their ids."""
     stale = [tid for tid, s in objects.items() if now_ns - s.last_seen_ns > OBJECT_STATE_TTL_NS]
+    if len(objects) - len(stale) > MAX_OBJECTS:
+        kept = sorted(
+            (tid for tid in objects if tid not in set(stale)),
+            key=lambda tid: objects[tid].last_seen_ns,
+        )
+        stale += kept[: len(kept) - MAX_OBJECTS]
     for track_id in stale:
         del objects[track_id]
     return stale

@@ -38,6 +38,9 @@ POSITION_GAIN = 0.6  # how far a box moves to its measurement (the rest: the pre
 VELOCITY_GAIN = 0.3
 SIZE_GAIN = 0.1
 MAX_TRACKS_PER_CAMERA = 256
+# A processor (or a forged result) with thousands of boxes must not stall the
+# broker's loop: beyond this many per frame, the most confident are tracked.
+MAX_DETECTIONS_TRACKED = 256
 MAX_CAMERAS = 1024  # beyond it the longest-unseen camera's tracks are forgotten
 _IDS_PER_MS = 1000
 
@@ -105,6 +108,9 @@ class Tracker:
         if capture_ns < state.last_ns:
             return  # out of order (a replay of an older frame): never disturbs live tracks
         state.last_ns = capture_ns
+        if len(detections) > MAX_DETECTIONS_TRACKED:
+            detections.sort(key=lambda d: d.confidence, reverse=True)
+            del detections[MAX_DETECTIONS_TRACKED:]
         for label in sorted({d.label for d in detections} | {t.label for t in state.tracks}):
             self._track_label(state, label, capture_ns, [d for d in detections if d.label == label])
         horizon = capture_ns - int(self.settings.lost_track_s * 1e9)
@@ -123,7 +129,7 @@ class Tracker:
             Track(d.track_id, d.label, _box(d), capture_ns)
             for d in result.detections
             if d.HasField("track_id")
-        ]
+        ][:MAX_TRACKS_PER_CAMERA]
 
     def tracks(self, camera: str) -> list[Track]:
         state = self._cameras.get(camera)
