@@ -200,3 +200,12 @@ def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path
     finally:
         channel.close()
         daemon.stop()
+
+
+def test_a_status_with_any_text_reaches_systemd_as_utf8(notify_socket: NotifySocket) -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(notify_socket.path)})
+    try:
+        notifier.status("failing hook (http://h/\u2026): café ✓")
+        assert notify_socket.receive() == "STATUS=failing hook (http://h/\u2026): café ✓"
+    finally:
+        notifier.close()

@@ -61,8 +61,10 @@ class SystemdNotifier:
         if self._notifier is None:
             return
         try:
-            self._notifier.notify(message)
-        except OSError as exc:
+            # sdnotify encodes Latin-1; systemd reads UTF-8: hand it the UTF-8 bytes as
+            # Latin-1 characters, so that a STATUS with "…" or any other text goes through.
+            self._notifier.notify(message.encode("utf-8").decode("latin-1"))
+        except (OSError, ValueError) as exc:
             # systemd gone or socket full: the daemon keeps working regardless.
             log.warning("sd_notify failed", error=str(exc))
 
