@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -157,13 +158,27 @@ def test_missing_secret_file_names_key_and_file(tmp_path: Path) -> None:
     assert problem == f"{path}: kafka.sasl_password: secret file '{missing}' does not exist"
 
 
-def test_credential_without_credentials_directory(tmp_path: Path) -> None:
+def test_credential_outside_systemd_is_checked_where_the_units_load_it(tmp_path: Path) -> None:
+    # No $CREDENTIALS_DIRECTORY (check-config at a shell): /etc/vspd/credentials/<scope>/<name>.
     path = write(
         tmp_path,
         '[[alerts.sinks]]\ntype = "webhook"\nname = "ops"\nurl = "http://h/x"\nsecret = "credential:hook"\n',
     )
-    (problem,) = problems(path)
-    assert problem.startswith(f"{path}: alerts.sinks[ops].secret: refers to credential 'hook'")
+    root = tmp_path / "etc-vspd-credentials"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {}, credentials_root=root)
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert problem == (
+        f"{path}: alerts.sinks[ops].secret: refers to credential 'hook', which is not in "
+        f"'{root}/alerts' (where the packaged units load it from; "
+        "$CREDENTIALS_DIRECTORY is not set)"
+    )
+    (root / "alerts").mkdir(parents=True)
+    (root / "alerts" / "hook").write_text("hmac-key\n")
+    config = load_config(path, {}, credentials_root=root)
+    secret = config.alerts.sinks[0].secret  # type: ignore[union-attr]
+    assert secret is not None
+    assert secret.get_secret_value() == "hmac-key"
 
 
 def test_secrets_come_from_credentials_directory_and_are_not_printed(tmp_path: Path) -> None:
@@ -260,6 +275,80 @@ def test_rule_naming_unknown_sink(tmp_path: Path) -> None:
     path = write(tmp_path, '[[alerts.rules]]\nname = "porch"\nsinks = ["pager"]\n')
     (problem,) = problems(path)
     assert "rule 'porch' names sink 'pager', which is not configured" in problem
+
+
+def test_the_default_file_missing_is_an_error_not_silent_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absent = tmp_path / "etc" / "vspd.toml"
+    monkeypatch.setattr("vspd.config.loader.DEFAULT_CONFIG_PATH", absent)
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {})
+    assert [str(p) for p in caught.value.problems] == [f"{absent}: file does not exist"]
+
+
+def test_reference_problems_come_with_the_field_problems(tmp_path: Path) -> None:
+    # pydantic skips model validators when a field is invalid: references are checked apart.
+    path = write(
+        tmp_path,
+        "[kafka]\npartitions = 0\n"
+        '[[cameras]]\nid = "a"\nsource = "synthetic:"\n'
+        '[[cameras]]\nid = "a"\nsource = "synthetic:"\n'
+        '[[alerts.rules]]\nname = "porch"\ncameras = ["gate"]\nsinks = ["pager"]\n',
+    )
+    assert problems(path) == [
+        f"{path}: kafka.partitions: Input should be greater than or equal to 1 (got 0)",
+        f"{path}: cameras[1].id: camera 'a' is defined twice",
+        f"{path}: alerts.rules[porch].sinks: rule 'porch' names sink 'pager', "
+        "which is not configured",
+        f"{path}: alerts.rules[porch].cameras: rule 'porch' names camera 'gate', "
+        "which is not in [[cameras]] (configured: a)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--config", "{path}", "check-config"],
+        ["check-config", "--config", "{path}"],
+        ["check-config", "{path}"],
+        ["--log-level", "error", "topics", "create", "--config", "{path}"],
+        ["topics", "create", "--config", "{path}", "--log-level", "error"],
+    ],
+)
+def test_config_option_works_before_or_after_the_subcommand(
+    tmp_path: Path, arguments: list[str]
+) -> None:
+    path = write(tmp_path, "[kafka]\npartitions = 0\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "vspd", *(a.format(path=path) for a in arguments)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert f"{path}: kafka.partitions: Input should be greater" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_every_subcommand_and_option_has_a_description() -> None:
+    from vspd.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> list[str]:
+        missing = [
+            f"{name} {action.option_strings or action.dest}"
+            for action in parser._actions
+            if not action.help and not isinstance(action, argparse._SubParsersAction)
+        ]
+        if not parser.description:
+            missing.append(f"{name}: no description")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    missing += walk(sub, f"{name} {sub_name}")
+        return missing
+
+    assert walk(build_parser(), "vspd") == []
 
 
 def test_user_mistake_on_command_line_is_one_line_not_a_traceback(tmp_path: Path) -> None:

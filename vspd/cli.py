@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from vspd import __version__
 from vspd.config import DEFAULT_CONFIG_PATH, ConfigError, VspdConfig, load_config
@@ -24,54 +25,139 @@ EXIT_FAILURE = 1
 Command = Callable[[VspdConfig, argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vspd", description="Real-time video analytics for camera fleets over Kafka."
-    )
-    parser.add_argument("--version", action="version", version=f"vspd {__version__}")
+def _add_common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config and --log-level, accepted before or after the subcommand.
+
+    A subcommand's copy leaves the value alone when it is not given there
+    (SUPPRESS), so `vspd --config F broker` and `vspd broker --config F` agree.
+    """
+    default = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default,
+        metavar="FILE",
         help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
     )
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
+        default=default,
         help="overrides [logging] level",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vspd", description="Real-time video analytics for camera fleets over Kafka."
+    )
+    parser.add_argument("--version", action="version", version=f"vspd {__version__}")
+    _add_common_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    capture = commands.add_parser("capture", help="run one camera: frames into Kafka")
+    def command(
+        parent: Any, name: str, summary: str, description: str = ""
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(
+            name, help=summary, description=description or summary
+        )
+        _add_common_options(sub, top=False)
+        return sub
+
+    capture = command(
+        commands,
+        "capture",
+        "run one camera: frames into Kafka",
+        "Read one camera ([[cameras]] entry) and send its frames to the frames topic.",
+    )
     capture.add_argument("--camera", required=True, help="the id of a [[cameras]] entry")
-    commands.add_parser("broker", help="run the processing broker")
-    commands.add_parser("processor", help="run the gRPC processor server")
-    commands.add_parser("alerts", help="run the alerts and reports daemon")
+    command(
+        commands,
+        "broker",
+        "run the processing broker",
+        "Frames from Kafka through the processor, results back in capture order per camera.",
+    )
+    processor = command(
+        commands,
+        "processor",
+        "run the gRPC processor server",
+        "Serve the configured plug-in over gRPC; with --try, run it once on an image instead.",
+    )
+    processor.add_argument(
+        "--try",
+        dest="try_image",
+        type=Path,
+        metavar="IMAGE",
+        help="run the configured processor once on this image file, print the detections "
+        "and write IMAGE.boxes.jpg with the boxes drawn",
+    )
+    command(
+        commands,
+        "alerts",
+        "run the alerts and reports daemon",
+        "Rules over results: notifications to the sinks, the event store and HTML reports.",
+    )
 
-    demo = commands.add_parser("demo", help="run the whole pipeline on this machine")
+    demo = command(
+        commands,
+        "demo",
+        "run the whole pipeline on this machine",
+        "Capture, processor, broker and alerts on this machine, on an embedded Kafka broker "
+        "unless --bootstrap-servers is given; ends with a verdict and a report. "
+        "It uses its own configuration, never /etc/vspd/vspd.toml.",
+    )
     demo.add_argument("--cameras", type=int, default=2, help="synthetic cameras (default 2)")
-    demo.add_argument("--source", action="append", default=[], help="a camera source URI instead")
+    demo.add_argument(
+        "--source", action="append", default=[], help="a camera source URI instead (repeatable)"
+    )
     demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
-    demo.add_argument("--bootstrap-servers", help="use this Kafka cluster, not an embedded broker")
-    demo.add_argument("--report-dir", type=Path, default=Path("vspd-demo-report"))
+    demo.add_argument(
+        "--bootstrap-servers",
+        help="use this Kafka cluster, not an embedded broker (its demo topics are deleted at the end)",
+    )
+    demo.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("vspd-demo-report"),
+        help="where the demo's HTML report goes (default ./vspd-demo-report)",
+    )
 
-    report = commands.add_parser("report", help="render a report of any period from the store")
+    report = command(
+        commands,
+        "report",
+        "render a report of any period from the store",
+        "Render the HTML report of a period from the alerts daemon's event store.",
+    )
     report.add_argument("--since", required=True, help="ISO time or date")
     report.add_argument("--until", required=True, help="ISO time or date")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
 
-    check = commands.add_parser(
-        "check-config", help="validate the configuration; exit 1 if invalid"
+    check = command(
+        commands,
+        "check-config",
+        "validate the configuration; exit 1 if invalid",
+        "Validate a configuration file: every problem at once, exit 1 if there is any.",
     )
-    check.add_argument("--config", dest="check_config", type=Path, default=None)
+    check.add_argument(
+        "file", nargs="?", type=Path, default=None, help="the file (same as --config)"
+    )
 
-    config = commands.add_parser("config", help="configuration helpers")
+    config = command(commands, "config", "configuration helpers")
     config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    config_actions.add_parser("example", help="print a complete, commented configuration")
+    config_actions.add_parser(
+        "example",
+        help="print a complete, commented configuration",
+        description="Print a complete configuration, every key with its default and meaning.",
+    )
 
-    topics = commands.add_parser("topics", help="Kafka topic helpers")
+    topics = command(commands, "topics", "Kafka topic helpers")
     topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
-    topics_actions.add_parser("create", help="create the configured topics (idempotent)")
+    create = command(
+        topics_actions,
+        "create",
+        "create the configured topics, or bring their settings up to date (idempotent)",
+    )
+    del create
     return parser
 
 
@@ -88,8 +174,32 @@ def _check_config(path: Path | None) -> int:
             print(problem, file=sys.stderr)
         print(f"{shown}: {len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_FAILURE
+    plugin_problem = _plugin_problem(config)
+    if plugin_problem:
+        print(f"{shown}: processor.plugin: {plugin_problem}", file=sys.stderr)
+        print(f"{shown}: 1 problem(s)", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"{shown}: ok ({len(config.cameras)} camera(s), {len(config.alerts.rules)} rule(s))")
     return EXIT_OK
+
+
+def _plugin_problem(config: VspdConfig) -> str:
+    """A plug-in named "module:function" must import (from plugin_path) for check-config to pass.
+
+    Only imported, not set up: a model that loads for minutes is the processor's business.
+    """
+    spec = config.processor.plugin
+    if not spec or ":" not in spec:
+        return ""
+    try:
+        from vspd.processor.plugin import import_target  # needs OpenCV, as the processor does
+    except ImportError as exc:
+        return f"cannot check it here: {exc}"
+    try:
+        import_target(spec, config.processor.plugin_path)
+    except VspdError as exc:
+        return str(exc)
+    return ""
 
 
 def _topics_create(config: VspdConfig, _args: argparse.Namespace) -> int:
@@ -134,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(example_config())
         return EXIT_OK
     if args.command == "check-config":
-        return _check_config(args.check_config or args.config)
+        return _check_config(args.file or args.config)
+    if args.command == "demo":
+        # The demo writes and uses its own configuration: a half-edited fleet
+        # config in /etc/vspd must not break it.
+        return _run(args, VspdConfig(), "demo")
     try:
         # A daemon reads only its own secrets (least privilege, as its unit loads them).
         config = load_config(args.config, secret_scopes=DAEMON_SCOPES.get(args.command))
@@ -143,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_FAILURE
     daemon_name = args.command if args.command != "capture" else f"capture@{args.camera}"
+    return _run(args, config, daemon_name)
+
+
+def _run(args: argparse.Namespace, config: VspdConfig, daemon_name: str) -> int:
     configure_logging(daemon_name, args.log_level or config.logging.level, config.logging.format)
     try:
         return _command(args)(config, args)

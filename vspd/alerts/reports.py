@@ -321,6 +321,10 @@ def main(config: VspdConfig, args: argparse.Namespace) -> int:
     connection = store.connect(database)
     try:
         written = write_period(connection, Period("custom", since, until), args.out, state_dir)
+    except OSError as exc:  # the user's --out: one line, not a traceback
+        reason = exc.strerror or str(exc)
+        where = f"{exc.filename}: " if exc.filename and exc.filename != str(args.out) else ""
+        raise AlertsError(f"cannot write the report into {args.out}: {where}{reason}") from None
     finally:
         connection.close()
     for path in written:

@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vspd.config.model import VspdConfig
-from vspd.config.secrets import CONTEXT_SCOPES, Scope
+from vspd.config.model import CONTEXT_CONFIG_DIR, VspdConfig
+from vspd.config.references import reference_problems
+from vspd.config.secrets import CONTEXT_CREDENTIALS_ROOT, CONTEXT_SCOPES, Scope
 from vspd.errors import VspdError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vspd/vspd.toml")
@@ -50,27 +51,35 @@ def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
     secret_scopes: Collection[Scope] | None = None,
+    credentials_root: Path | None = None,
 ) -> VspdConfig:
     """Load and validate the configuration; raises ConfigError listing every problem.
 
-    ``path`` None means the default file, which may be absent (built-in defaults
-    then apply); a path given explicitly must exist. ``secret_scopes`` are the
-    secrets to read (a daemon's own, DAEMON_SCOPES); None reads all of them.
+    ``path`` None means the default file. The file must exist: a daemon that
+    quietly ran on built-in defaults because of a typo in a path would point at
+    the wrong Kafka. ``secret_scopes`` are the secrets to read (a daemon's own,
+    DAEMON_SCOPES); None reads all of them. ``credentials_root`` replaces
+    /etc/vspd/credentials (where credentials are looked up outside systemd).
     """
     environ = os.environ if environ is None else environ
-    explicit = path is not None
     path = path or DEFAULT_CONFIG_PATH
-    data: dict[str, Any] = {}
-    if path.exists() or explicit:
-        data = _read_toml(path)
+    data = _read_toml(path)
     env_origins = _apply_environment(data, environ)
+    references = [
+        ConfigProblem(str(path), key, message) for key, message in reference_problems(data)
+    ]
+    context: dict[str, Any] = {"environ": environ, CONTEXT_CONFIG_DIR: path.absolute().parent}
+    if secret_scopes is not None:
+        context[CONTEXT_SCOPES] = frozenset(secret_scopes)
+    if credentials_root is not None:
+        context[CONTEXT_CREDENTIALS_ROOT] = credentials_root
     try:
-        context: dict[str, Any] = {"environ": environ}
-        if secret_scopes is not None:
-            context[CONTEXT_SCOPES] = frozenset(secret_scopes)
-        return VspdConfig.model_validate(data, context=context)
+        config = VspdConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, str(path), env_origins, data)) from None
+        raise ConfigError(_problems(exc, str(path), env_origins, data) + references) from None
+    if references:
+        raise ConfigError(references)
+    return config
 
 
 MAX_CONFIG_BYTES = 1024 * 1024

@@ -35,6 +35,8 @@ from vspd.config.secrets import (
 from vspd.config.sources import SourceSpec, parse_source
 from vspd.wire import CAMERA_ID_PATTERN, grpc_message_limit
 
+# Validation context key: the directory of the config file (relative paths are relative to it).
+CONTEXT_CONFIG_DIR = "config_dir"
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # Camera ids become Kafka keys, systemd instance names and file names.
 _CAMERA_ID = CAMERA_ID_PATTERN
@@ -283,6 +285,10 @@ class ProcessorConfig(Section):
     # "package.module:function" or the name of a `vspd.processors` entry
     # point; when set it is served instead of the built-in.
     plugin: str = ""
+    # Directories searched first for the plug-in's package; relative ones are
+    # relative to the config file's directory (the packaged config: /etc/vspd/plugins,
+    # readable under the hardened unit). check-config imports the plug-in from here.
+    plugin_path: list[str] = Field(default_factory=lambda: ["plugins"])
     api: Literal["vspd", "detector"] = "vspd"
     concurrency: Literal["threads", "asyncio"] = "threads"
     workers: int = Field(default=4, ge=1, le=1024)
@@ -303,6 +309,17 @@ class ProcessorConfig(Section):
     @classmethod
     def _listen(cls, value: str) -> str:
         return _check_host_port(value)
+
+    @field_validator("plugin_path")
+    @classmethod
+    def _plugin_path(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        base = Path((info.context or {}).get(CONTEXT_CONFIG_DIR, "."))
+        resolved = []
+        for entry in value:
+            if not entry or "\x00" in entry:
+                raise ValueError("an empty directory name")
+            resolved.append(str(base / entry) if not Path(entry).is_absolute() else entry)
+        return resolved
 
     @model_validator(mode="after")
     def _tls(self) -> ProcessorConfig:
@@ -488,18 +505,7 @@ class AlertsConfig(Section):
     rules: list[RuleConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _references(self) -> AlertsConfig:
-        _unique("rule", [rule.name for rule in self.rules])
-        sink_names = [sink.name for sink in self.sinks]
-        _unique("sink", sink_names)
-        for rule in self.rules:
-            for sink in rule.sinks:
-                if sink not in sink_names:
-                    raise ValueError(
-                        f"rule {rule.name!r} names sink {sink!r}, which is not configured"
-                    )
-        return self
+    # Names that refer to other names are checked in vspd.config.references.
 
 
 class TrackingConfig(Section):
@@ -534,14 +540,6 @@ class LoggingConfig(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-def _unique(kind: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{kind} {name!r} is defined twice")
-        seen.add(name)
-
-
 class VspdConfig(Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -552,11 +550,6 @@ class VspdConfig(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-
-    @model_validator(mode="after")
-    def _cameras(self) -> VspdConfig:
-        _unique("camera", [camera.id for camera in self.cameras])
-        return self
 
     @model_validator(mode="after")
     def _sizes(self) -> VspdConfig:

@@ -11,7 +11,8 @@ packaged unit loads only its scopes (``LoadCredential=kafka:/etc/vspd/credential
 which systemd names ``kafka_<NAME>``); the processor, which runs plug-ins on
 untrusted images, gets none. A daemon resolves only its own scopes' secrets;
 the others stay unloaded references that refuse to be read. ``check-config``
-and the other commands resolve all of them (``CREDENTIALS_DIRECTORY=/etc/vspd/credentials``).
+and the other commands resolve all of them; without ``$CREDENTIALS_DIRECTORY``
+(outside systemd) from /etc/vspd/credentials/<scope>/<NAME>, what the units load.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ DAEMON_SCOPES: dict[str, frozenset[Scope]] = {
     "report": frozenset(),
 }
 CONTEXT_SCOPES = "secret_scopes"  # validation context key: the scopes to resolve (absent: all)
+# Where the packaged units load credentials from (LoadCredential=<scope>:<here>/<scope>).
+PACKAGED_CREDENTIALS = Path("/etc/vspd/credentials")
+CONTEXT_CREDENTIALS_ROOT = "credentials_root"  # validation context key, for tests
 
 
 class UnloadedSecret(SecretStr):
@@ -67,11 +71,16 @@ def resolve_secret(value: object, info: ValidationInfo, scope: Scope) -> object:
             return UnloadedSecret(value)
         directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            raise ValueError(
-                f"refers to credential {name!r} but $CREDENTIALS_DIRECTORY is not set "
-                f"(put it in /etc/vspd/credentials/{scope}/{name} for the packaged units, "
-                "or use file:/path)"
-            )
+            # Outside systemd (check-config, a daemon run by hand): the files the
+            # packaged units would load, so that what is checked is what will run.
+            root = Path(context.get(CONTEXT_CREDENTIALS_ROOT, PACKAGED_CREDENTIALS))
+            path = root / scope / name
+            if not path.exists():
+                raise ValueError(
+                    f"refers to credential {name!r}, which is not in {str(root / scope)!r} "
+                    "(where the packaged units load it from; $CREDENTIALS_DIRECTORY is not set)"
+                )
+            return _read(path)
         return _read(_credential_path(Path(directory), scope, name))
     if value.startswith("file:"):
         if scope not in scopes:

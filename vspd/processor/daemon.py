@@ -48,7 +48,7 @@ class ProcessorDaemon:
 
     def _load(self) -> LoadedPlugin:
         if self.config.plugin:
-            return load_plugin(self.config.plugin)
+            return load_plugin(self.config.plugin, self.config.plugin_path)
         return load_builtin(self.config)
 
     def step(self) -> None:
@@ -69,7 +69,13 @@ class ProcessorDaemon:
             self.tls_refusals.stop()
 
 
-def main(config: VspdConfig, _args: argparse.Namespace) -> int:
+def main(config: VspdConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "try_image", None) is not None:
+        from vspd.processor.trial import run_once
+
+        for line in run_once(config, args.try_image):
+            print(line)  # noqa: T201 - the command's output
+        return 0
     registry = CollectorRegistry()
     stop = StopFlag().install()
     daemon = ProcessorDaemon(config, registry, stop)

@@ -35,8 +35,9 @@ from __future__ import annotations
 import collections
 import importlib
 import inspect
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, entry_points, version
@@ -242,25 +243,13 @@ def normalise_output(value: object) -> Output:
     )
 
 
-def load_plugin(spec: str) -> LoadedPlugin:
-    """Load "package.module:attribute" or a `vspd.processors` entry point by name."""
+def load_plugin(spec: str, plugin_path: Sequence[str] = ()) -> LoadedPlugin:
+    """Load "package.module:attribute" or a `vspd.processors` entry point by name.
+
+    ``plugin_path``: directories searched before the installed packages.
+    """
     if ":" in spec:
-        module_name, _, attribute = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise PluginLoadError(
-                f"plug-in {spec!r}: cannot import {module_name!r}: {exc}"
-            ) from None
-        try:
-            target = getattr(module, attribute)
-        except AttributeError:
-            raise PluginLoadError(
-                f"plug-in {spec!r}: {module_name!r} has no {attribute!r}"
-            ) from None
-        plugin_version = str(
-            getattr(module, "__version__", "") or _distribution_version(module_name)
-        )
+        target, plugin_version = import_target(spec, plugin_path)
     else:
         matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
         if not matches:
@@ -278,6 +267,32 @@ def load_plugin(spec: str) -> LoadedPlugin:
             ) from None
         plugin_version = entry.dist.version if entry.dist is not None else ""
     return make_plugin(spec, plugin_version, target)
+
+
+def import_target(spec: str, plugin_path: Sequence[str] = ()) -> tuple[Any, str]:
+    """The object named by "package.module:attribute", and its version; one clear error."""
+    module_name, _, attribute = spec.partition(":")
+    for directory in reversed(plugin_path):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        searched = ", ".join(plugin_path) or "none"
+        raise PluginLoadError(
+            f"plug-in {spec!r}: cannot import {module_name!r}: {exc} (plugin_path: {searched}; "
+            "put the package in one of those directories or add its directory there)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module fails while importing
+        raise PluginLoadError(
+            f"plug-in {spec!r}: importing {module_name!r} fails: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        raise PluginLoadError(f"plug-in {spec!r}: {module_name!r} has no {attribute!r}") from None
+    plugin_version = str(getattr(module, "__version__", "") or _distribution_version(module_name))
+    return target, plugin_version
 
 
 def make_plugin(name: str, plugin_version: str, target: Any) -> LoadedPlugin:

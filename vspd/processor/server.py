@@ -256,10 +256,13 @@ class ProcessorServer:
 
     def _bind(self, server: Any) -> None:
         credentials = server_credentials(self.config)
-        if credentials is None:
-            port = server.add_insecure_port(self.config.listen)
-        else:
-            port = server.add_secure_port(self.config.listen, credentials)
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(self.config.listen)
+            else:
+                port = server.add_secure_port(self.config.listen, credentials)
+        except RuntimeError:  # newer grpcio raises where 1.51 returns 0
+            port = 0
         if not port:
             raise ProcessorError(
                 f"cannot listen on {self.config.listen} (in use, or not an address here)"
