@@ -29,7 +29,7 @@ from vspd import wire
 from vspd.alerts import store
 from vspd.config import load_config
 from vspd.config.toml_writer import render_toml
-from vspd.runtime.kafka import create_topics
+from vspd.runtime.topics import create_topics
 
 FPS = 15.0
 

@@ -203,12 +203,20 @@ def _plugin_problem(config: VspdConfig) -> str:
 
 
 def _topics_create(config: VspdConfig, _args: argparse.Namespace) -> int:
-    from vspd.runtime.kafka import create_topics
+    from vspd.runtime.topics import create_topics, topic_settings
 
     for outcome in create_topics(config.kafka):
-        verb = "created" if outcome.created else "exists"
-        note = f" ({outcome.note})" if outcome.note else ""
-        print(f"{verb}: {outcome.topic} ({outcome.partitions} partitions){note}")
+        note = f"; {outcome.note}" if outcome.note else ""
+        head = f"{outcome.topic} ({outcome.partitions} partitions{note})"
+        if outcome.created:
+            settings = topic_settings(config.kafka, outcome.topic)
+            shown = " ".join(f"{name}={value}" for name, value in settings.items())
+            print(f"created: {head}: {shown}")
+        elif outcome.changed:
+            shown = ", ".join(f"{name} {old} -> {new}" for name, old, new in outcome.changed)
+            print(f"exists: {head}: changed {shown}")
+        else:
+            print(f"exists: {head}: settings up to date")
     return EXIT_OK
 
 

@@ -121,6 +121,13 @@ class KafkaConfig(Section):
     message_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1_000_000, le=256 * 1024 * 1024)
     partitions: int = Field(default=8, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=100)
+    # Topic retention, set by `vspd topics create` (and brought up to date when
+    # changed). The frames topic is the video store: clips and replays read it.
+    # Bytes are per partition; 0 means no size limit (time alone).
+    frames_retention_hours: float = Field(default=24.0, gt=0, le=24 * 3650)
+    frames_retention_bytes: int = Field(default=0, ge=0)
+    results_retention_hours: float = Field(default=24.0 * 7, gt=0, le=24 * 3650)
+    results_retention_bytes: int = Field(default=0, ge=0)
     session_timeout_ms: int = Field(default=45_000, ge=1_000, le=3_600_000)
     # Raw librdkafka settings for what vspd does not model; they win over vspd's.
     librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict)

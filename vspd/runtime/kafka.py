@@ -1,4 +1,4 @@
-"""Kafka client settings built in one place, and topic administration.
+"""Kafka client settings built in one place, and Kafka's failures named for people.
 
 Works with confluent-kafka 1.7 (Debian trixie) and the newest release: only
 settings and calls that both know are used.
@@ -7,16 +7,15 @@ settings and calls that both know are used.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from vspd.config.model import KafkaConfig
 from vspd.errors import KafkaSetupError
@@ -50,6 +49,20 @@ _FAILURES: tuple[tuple[str, str, str], ...] = (
 )
 # Failures that waiting will not cure: say so at once instead of after a timeout.
 FINAL_FAILURE_WORDS = ("authentication", "certificate", "TLS")
+# What to try, for a person at a terminal, by the start of the failure's name.
+_HINTS: tuple[tuple[str, str], ...] = (
+    ("unreachable: connection refused", "is Kafka running, and listening on that address?"),
+    ("unreachable: connection timed out", "a firewall, or a wrong address in bootstrap_servers?"),
+    ("the host name cannot be resolved", "check the host name in [kafka] bootstrap_servers"),
+    ("no answer", "is Kafka running there? (vspd speaks the Kafka protocol on bootstrap_servers)"),
+)
+
+
+def hint_for(reason: str) -> str:
+    for start, hint in _HINTS:
+        if reason.startswith(start):
+            return hint
+    return ""
 
 
 def describe_failure(error: KafkaError) -> str:
@@ -72,7 +85,8 @@ class KafkaErrorLog:
     def __call__(self, error: KafkaError) -> None:
         reason = describe_failure(error)
         self.last_failure = reason
-        key = reason.split(" (", 1)[0]
+        # "0/2 brokers are down" and "0/1 brokers are down" are one failure.
+        key = re.sub(r"\d+", "#", reason.split(" (", 1)[0])
         now = time.monotonic()
         if now - self._last.get(key, float("-inf")) >= 60:
             self._last[key] = now
@@ -152,11 +166,12 @@ def consumer_settings(
     return settings
 
 
-def _list_topics(
+def list_topics(
     admin: AdminClient, kafka: KafkaConfig, errors: KafkaErrorLog, timeout_s: float
 ) -> Any:
     """The cluster's topics; a failure that waiting cannot cure is named at once."""
     deadline = time.monotonic() + timeout_s
+    said_waiting = False
     while True:
         try:
             return admin.list_topics(timeout=1.0).topics
@@ -168,9 +183,19 @@ def _list_topics(
                 reason = failure or "no answer"
                 if "certificate" in reason.split(" (", 1)[0]:
                     reason = probe_certificate(kafka) or reason
+                hint = hint_for(reason)
                 raise KafkaSetupError(
                     f"cannot use Kafka at {kafka.bootstrap_servers}: {reason}"
+                    + (f"; {hint}" if hint else "")
                 ) from None
+            if not said_waiting:
+                said_waiting = True
+                log.warning(
+                    "waiting for Kafka",
+                    bootstrap_servers=kafka.bootstrap_servers,
+                    reason=(failure or "no answer yet").split(" (", 1)[0],
+                    gives_up_in_s=round(deadline - time.monotonic()),
+                )
 
 
 def probe_certificate(kafka: KafkaConfig) -> str:
@@ -202,61 +227,3 @@ def probe_certificate(kafka: KafkaConfig) -> str:
 
 
 _NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
-
-
-@dataclass(frozen=True)
-class TopicOutcome:
-    topic: str
-    created: bool
-    partitions: int
-    note: str = ""
-
-
-def configured_topics(kafka: KafkaConfig) -> list[str]:
-    return [kafka.frames_topic, kafka.results_topic, kafka.dead_letter_topic]
-
-
-def create_topics(
-    kafka: KafkaConfig, topics: Iterable[str] | None = None, timeout_s: float = 15.0
-) -> list[TopicOutcome]:
-    """Create the topics that do not exist yet; existing ones are left untouched."""
-    errors = KafkaErrorLog("vspd-admin")
-    admin = AdminClient({**common_settings(kafka, "vspd-admin"), "error_cb": errors})
-    wanted = list(topics if topics is not None else configured_topics(kafka))
-    existing = _list_topics(admin, kafka, errors, timeout_s)
-    outcomes: list[TopicOutcome] = []
-    missing = [topic for topic in wanted if topic not in existing]
-    for topic in wanted:
-        if topic in existing:
-            count = len(existing[topic].partitions)
-            note = (
-                "" if count == kafka.partitions else f"configured {kafka.partitions}; not changed"
-            )
-            outcomes.append(TopicOutcome(topic, created=False, partitions=count, note=note))
-    if missing:
-        futures = admin.create_topics(
-            [
-                NewTopic(
-                    topic,
-                    kafka.partitions,
-                    kafka.replication_factor,
-                    # Apache Kafka refuses messages over 1 MB per topic by default;
-                    # frames (and results with their image) are larger.
-                    config={"max.message.bytes": str(kafka.message_max_bytes)},
-                )
-                for topic in missing
-            ],
-            request_timeout=timeout_s,
-        )
-        for topic, future in futures.items():
-            try:
-                future.result(timeout=timeout_s)
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise KafkaSetupError(f"cannot create topic {topic!r}: {error.str()}") from None
-                outcomes.append(TopicOutcome(topic, created=False, partitions=kafka.partitions))
-                continue
-            outcomes.append(TopicOutcome(topic, created=True, partitions=kafka.partitions))
-    order = {topic: index for index, topic in enumerate(wanted)}
-    return sorted(outcomes, key=lambda outcome: order[outcome.topic])

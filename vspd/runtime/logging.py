@@ -7,8 +7,10 @@ partition). Values of keys that look secret are replaced before rendering.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -24,6 +26,43 @@ def redact_secrets(
         if any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = REDACTED
     return event
+
+
+REPEAT_WINDOW_S = 60.0
+_VARIABLE = re.compile(r"\d+")
+
+
+class RepeatFilter(logging.Filter):
+    """A library line said again and again is said once per window, then with its count.
+
+    librdkafka logs a failed connection several times a second while Kafka is
+    down (hundreds of lines a minute); the operator needs the first one, then a
+    reminder that it goes on. Lines are alike when they differ only in numbers
+    (durations, counters, client instance numbers).
+    """
+
+    def __init__(
+        self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, _VARIABLE.sub("#", record.getMessage()))
+        now = self._clock()
+        said_at, suppressed = self._seen.get(key, (float("-inf"), 0))
+        if now - said_at < self._window_s:
+            self._seen[key] = (said_at, suppressed + 1)
+            return False
+        if len(self._seen) > 1024:  # bounded, whatever a library says
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.getMessage()} (and {suppressed} more like it since)"
+            record.args = None
+        return True
 
 
 def configure_logging(
@@ -74,6 +113,7 @@ def configure_logging(
             ],
         )
     )
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
