@@ -31,8 +31,8 @@ from vspd.demo.children import Child, total
 from vspd.demo.embedded_kafka import EmbeddedKafka, free_port
 from vspd.demo.verify import Verdict, verify
 from vspd.errors import VspdError
-from vspd.runtime.topics import create_topics
 from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.topics import create_topics
 
 DRAIN_TIMEOUT_S = 60.0
 
