@@ -262,6 +262,28 @@ def test_alert_reaches_every_sink_once_with_signature_snapshot_and_attachment(
     assert daemon.stop() == 0
 
 
+def test_an_alert_from_an_hour_ago_is_stored_and_reported_but_not_sent(
+    alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto
+) -> None:
+    # A backlog after an outage: the same door event an hour old, then one from now.
+    alerts = alerts_setup(max_alert_age_s=300)
+    daemon = alerts.start()
+    old, new = new_session(), new_session()
+    alerts.feed(door_event(old, time.time_ns() - 3600 * SECOND))
+    alerts.feed([*door_event(new, time.time_ns()), sentinel(new, 100)])
+    wait_until(lambda: any(e["rule"] == "sentinel" for e in mqtt_events(mosquitto)), 60, "sentinel")
+
+    sent = [e for e in mqtt_events(mosquitto) if e["rule"] == "person-at-door"]
+    assert [e["event_id"] for e in sent] == [f"person-at-door/door/{new}/4"]
+    # The hour-old one is in the store (reports show it), with no delivery at all.
+    assert alerts.events()[:2] == [("person-at-door", "door", 4), ("person-at-door", "door", 4)]
+    delivered_events = {event_id for event_id, _sink in alerts.deliveries()}
+    assert len(delivered_events) == 2  # the new door event and the sentinel
+    assert alerts.metric('vspd_alerts_not_notified_total{reason="too_old"}') == 1
+    assert "alert raised, not sent: too old" in daemon.log()
+    assert daemon.stop() == 0
+
+
 def test_kill9_between_event_and_delivery_delivers_once_per_sink(
     alerts_setup: Callable[..., Alerts],
     webhook: WebhookReceiver,
@@ -369,7 +391,8 @@ def test_cooldown_and_debounce_state_survive_a_restart(
 def test_report_renders_in_headless_chromium(
     alerts_setup: Callable[..., Alerts], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    alerts = alerts_setup(min_frames=1)  # with the 60 s cooldown: persons every 90 s alert
+    # Twenty minutes ago (max_alert_age_s off: this is about the report, not about staleness).
+    alerts = alerts_setup(min_frames=1, max_alert_age_s=0)  # persons every 90 s alert
     daemon = alerts.start()
     session = new_session()
     start = time.time_ns() - 20 * 60 * SECOND
@@ -581,7 +604,9 @@ def test_line_crossings_per_direction_are_counted_as_they_happened(
 ) -> None:
     from vspd.capture.sources.synthetic import SyntheticScene
 
-    alerts = alerts_setup(trigger="cross", line=[[0.5, 0.0], [0.5, 1.0]], min_frames=1)
+    alerts = alerts_setup(
+        trigger="cross", line=[[0.5, 0.0], [0.5, 1.0]], min_frames=1, max_alert_age_s=0
+    )
     daemon = alerts.start()
     session = new_session()
     scene = SyntheticScene(640, 480, objects=3, speed=0.3, seed=4, noise=False)
@@ -632,7 +657,12 @@ def test_a_car_parked_for_two_hours_loiters_once_and_a_second_car_once_more(
 ) -> None:
     lot = [[[0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]]
     alerts = alerts_setup(
-        trigger="loiter", zones=lot, min_dwell_s=30.0, labels=["car"], min_frames=1
+        trigger="loiter",
+        zones=lot,
+        min_dwell_s=30.0,
+        labels=["car"],
+        min_frames=1,
+        max_alert_age_s=0,  # two hours of capture time, replayed now
     )
     daemon = alerts.start()
     session = new_session()

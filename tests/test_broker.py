@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +20,10 @@ from tests.support.frames import (
     tiny_jpeg,
 )
 from tests.support.kafka import Record
+from tests.support.metrics import scrape
 from tests.support.pipeline import Pipeline, all_results
 from tests.support.processes import DaemonProcess, wait_until
+from tests.support.tansu import free_port
 from vspd import wire
 from vspd.v1 import frame_pb2, result_pb2
 
@@ -414,3 +418,58 @@ def test_tracks_continue_when_a_second_broker_takes_over_a_partition_mid_track(
     assert all(len(found) == 1 for found in ids.values()), ids
     assert first.stop() == 0
     assert second.stop() == 0
+
+
+def readyz(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_a_broker_without_partitions_says_what_it_waits_for_and_is_not_ready(
+    pipeline: Callable[..., Pipeline], write_config: Callable[..., Path]
+) -> None:
+    # One partition, two brokers: one of them gets nothing and must say so.
+    line = pipeline(partitions=1)
+    line.start_processor()
+    ports = [free_port(), free_port()]
+    brokers = []
+    for index, port in enumerate(ports):
+        config = write_config(
+            f"broker-{index}.toml",
+            topics=line.topics,
+            broker={
+                "processor_addresses": [f"127.0.0.1:{line.processor_port}"],
+                "group_id": f"broker-{line.topics['frames_topic']}",
+            },
+            metrics={"enabled": True, "broker_port": port},
+        )
+        brokers.append(line.daemons("--config", str(config), "broker", name=f"broker-{index}"))
+    for broker in brokers:
+        broker.wait_for_log('"event": "serving"')
+
+    def answers() -> list[tuple[int, str]]:
+        return [readyz(port) for port in ports]
+
+    wait_until(lambda: sorted(code for code, _ in answers()) == [200, 503], 60, "one ready")
+    (ready_port, idle_port) = ports if answers()[0][0] == 200 else ports[::-1]
+    idle = brokers[ports.index(idle_port)]
+    code, body = readyz(idle_port)
+    group = f"broker-{line.topics['frames_topic']}"
+    assert code == 503
+    assert body.startswith(
+        f"not ready: waiting for partition assignment from group {group} "
+        f"(topic {line.topics['frames_topic']}) for "
+    )
+    assert scrape(idle_port, "vspd_broker_assigned_partitions") == 0
+    assert scrape(ready_port, "vspd_broker_assigned_partitions") == 1
+    assert readyz(ready_port) == (200, "ready\n")
+    # Alive all the same: liveness is not readiness.
+    with urllib.request.urlopen(f"http://127.0.0.1:{idle_port}/healthz", timeout=10) as alive:
+        assert alive.status == 200
+    # And the log says it, once in a while, without being asked.
+    idle.wait_for_log("waiting for partition assignment from group")

@@ -17,6 +17,7 @@ from tests.support.metrics import scrape_or_zero
 from tests.support.processes import DaemonProcess, free_tcp_port, wait_until
 from vspd.runtime.lifecycle import Lifecycle, StopFlag, run_daemon
 from vspd.runtime.notify import SystemdNotifier
+from vspd.runtime.readiness import READY, Readiness
 from vspd.v1 import frame_pb2, processor_pb2_grpc
 
 
@@ -98,6 +99,9 @@ class HangableDaemon:
 
     def status(self) -> str:
         return f"{self.steps} steps"
+
+    def readiness(self) -> Readiness:
+        return READY
 
     def drain(self) -> None:
         self.drained = True

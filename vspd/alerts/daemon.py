@@ -38,6 +38,7 @@ from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import counted
+from vspd.runtime.readiness import AssignmentWait, Readiness
 from vspd.runtime.service import serve
 from vspd.v1 import frame_pb2, result_pb2
 
@@ -85,6 +86,9 @@ class AlertsDaemon:
         self.report_worker = ReportWorker(self.database, self.settings)
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
+        self.assignment = AssignmentWait(
+            self.settings.group_id, config.kafka.results_topic, self.metrics.assigned
+        )
         self.producer = Producer(
             producer_settings(config.kafka, "vspd-alerts", error_cb=self._on_kafka_error)
         )
@@ -145,7 +149,13 @@ class AlertsDaemon:
         )
 
     def step(self) -> None:
-        messages = [m for m in self.consumer.consume(BATCH, POLL_S) if self._usable(m)]
+        received = self.consumer.consume(BATCH, POLL_S)
+        if received:
+            self._kafka_errors.reached()
+        else:
+            self._kafka_errors.recheck(self._ask_kafka)
+        self.assignment.update(len(self.consumer.assignment()))
+        messages = [m for m in received if self._usable(m)]
         self.producer.poll(0)
         if messages:
             started = time.perf_counter()
@@ -319,6 +329,11 @@ class AlertsDaemon:
         if frame.image:  # drawn after the commit (_draw_snapshots), where the store will say
             snapshot = str(Path("snapshots") / snapshots.relative_path(frame.camera_id, key))
         sinks = trigger.rule.sinks or [worker.sink.name for worker in self.workers]
+        limit_s = trigger.rule.max_alert_age_s
+        age_s = (time.time_ns() - frame.capture_time_unix_ns) / 1e9
+        too_old = bool(limit_s) and age_s > limit_s
+        if too_old:
+            sinks = []  # stored and reported; nobody is woken for it
         event = store.NewEvent(
             rule=trigger.rule.name,
             camera=frame.camera_id,
@@ -350,6 +365,17 @@ class AlertsDaemon:
                     "too many pending deliveries; oldest given up", sink=sink, given_up=given_up
                 )
         self.metrics.events.labels(trigger.rule.name).inc()
+        if too_old:
+            self.metrics.not_notified.labels(trigger.rule.name, "too_old").inc()
+            log.info(
+                "alert raised, not sent: too old",
+                event_id=key,
+                label=trigger.label,
+                age_s=round(age_s),
+                max_alert_age_s=limit_s,
+                hint="a backlog, or the camera's clock is behind",
+            )
+            return 1
         log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
         return 1
 
@@ -424,7 +450,17 @@ class AlertsDaemon:
         with store.transaction(self.connection) as connection:
             store.release_deliveries(connection, drawn)
 
+    def _ask_kafka(self) -> object:
+        return self.consumer.list_topics(self.config.kafka.results_topic, timeout=0.5)
+
     # -- status ----------------------------------------------------------------
+    def readiness(self) -> Readiness:
+        """Ready: Kafka reachable and partitions of the results topic assigned."""
+        kafka = self._kafka_errors.unreachable
+        return Readiness.first_failing(
+            Readiness(not kafka, f"Kafka unreachable: {kafka}"), self.assignment.readiness()
+        )
+
     def status(self) -> str:
         metrics = self.metrics
         text = (
@@ -439,7 +475,8 @@ class AlertsDaemon:
         failing = [w for w in self.workers if w.failing_since is not None]
         if failing:
             text += "; failing " + ", ".join(f"{w.sink.name} ({w.last_error})" for w in failing)
-        return text
+        waiting = self.assignment.waiting_for()
+        return f"{waiting}; {text}" if waiting else text
 
 
 def main(config: VspdConfig, _args: argparse.Namespace) -> int:

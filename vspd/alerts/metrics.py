@@ -22,6 +22,12 @@ class AlertsMetrics:
         self.events = Counter(
             "vspd_alerts_events", "Alerts raised, by rule", ["rule"], registry=registry
         )
+        self.not_notified = Counter(
+            "vspd_alerts_not_notified",
+            "Alerts stored and reported but sent to no sink, by rule and reason",
+            ["rule", "reason"],
+            registry=registry,
+        )
         self.delivered = Counter(
             "vspd_alerts_delivered", "Deliveries made, by sink", ["sink"], registry=registry
         )
@@ -33,6 +39,11 @@ class AlertsMetrics:
         )
         self.pending = Gauge(
             "vspd_alerts_pending", "Deliveries waiting, by sink", ["sink"], registry=registry
+        )
+        self.assigned = Gauge(
+            "vspd_alerts_assigned_partitions",
+            "Partitions of the results topic assigned to this daemon (0: waiting for assignment)",
+            registry=registry,
         )
         # The main loop's work per batch (store transaction, snapshots, commit):
         # what keeps it from consuming; reports render on their own thread.

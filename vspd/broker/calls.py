@@ -87,15 +87,21 @@ class CallScheduler:
         self._take_descriptions()
         if self.order_known:
             return True
-        if not self._describing and time.monotonic() >= self._describe_after:
-            self._describing = True
-
-            def described(needs: ProcessorNeeds | None, error: str) -> None:
-                self._described.put((needs, error))
-                self.wakeup.set()
-
-            self._client.describe(described)
+        if time.monotonic() >= self._describe_after:
+            self.probe()
         return False
+
+    def probe(self) -> None:
+        """Ask the processor to describe itself: what it needs, and whether it answers at all."""
+        if self._describing:
+            return
+        self._describing = True
+
+        def described(needs: ProcessorNeeds | None, error: str) -> None:
+            self._described.put((needs, error))
+            self.wakeup.set()
+
+        self._client.describe(described)
 
     def _take_descriptions(self) -> None:
         while True:

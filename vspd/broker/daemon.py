@@ -34,6 +34,7 @@ from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, common_settings, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import SlidingRate, counted
+from vspd.runtime.readiness import AssignmentWait, Readiness
 from vspd.runtime.service import serve
 from vspd.tracking.tracker import Tracker, TrackerSettings
 
@@ -133,10 +134,14 @@ class BrokerDaemon:
         )
         self._last_lag = 0.0
         self._rate = SlidingRate()
+        self.assignment = AssignmentWait(
+            self.settings.group_id, kafka.frames_topic, self.metrics.assigned
+        )
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         self._learn_results_topic()
+        self.calls.probe()  # readiness knows at once whether the processor answers
         self.consumer.subscribe(
             [self.config.kafka.frames_topic],
             on_assign=self.partitions.on_assign,
@@ -151,6 +156,19 @@ class BrokerDaemon:
             processors=self.settings.processor_addresses,
             api=self.settings.processor_api,
             ordered_calls=self.settings.ordered_calls,
+        )
+
+    def readiness(self) -> Readiness:
+        """Ready: Kafka reachable, partitions assigned, the processor answering."""
+        kafka = self._kafka_errors.unreachable
+        processor = self.calls.processor_state
+        return Readiness.first_failing(
+            Readiness(not kafka, f"Kafka unreachable: {kafka}"),
+            self.assignment.readiness(),
+            Readiness(
+                processor == "ok",
+                f"processor {processor}: {self.calls.processor_error or 'no answer yet'}",
+            ),
         )
 
     def _learn_results_topic(self) -> None:
@@ -183,6 +201,11 @@ class BrokerDaemon:
         if not messages and not self.calls.wakeup.is_set():
             messages = self._wait_for_work()
         self.calls.wakeup.clear()
+        if messages:
+            self._kafka_errors.reached()
+        else:
+            self._kafka_errors.recheck(self._ask_kafka)
+        self.assignment.update(len(partitions.states))
         for message in messages:
             partitions.receive(message)
         self.calls.take_completions(partitions.is_current)
@@ -230,6 +253,9 @@ class BrokerDaemon:
         self.recovery.close()
         self.client.close()
 
+    def _ask_kafka(self) -> object:
+        return self.consumer.list_topics(self.config.kafka.frames_topic, timeout=0.5)
+
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         self.partitions.on_commit(error, partitions)
 
@@ -273,7 +299,9 @@ class BrokerDaemon:
             f"processor {self.calls.processor_state}, order {order}"
         )
         error = self.calls.processor_error
-        return f"{text} ({error})" if error else text
+        text = f"{text} ({error})" if error else text
+        waiting = self.assignment.waiting_for()
+        return f"{waiting}; {text}" if waiting else text
 
 
 def main(config: VspdConfig, _args: argparse.Namespace) -> int:

@@ -10,6 +10,11 @@ class BrokerMetrics:
         self.in_flight = Gauge(
             "vspd_broker_calls_in_flight", "gRPC calls in flight", registry=registry
         )
+        self.assigned = Gauge(
+            "vspd_broker_assigned_partitions",
+            "Partitions of the frames topic assigned to this broker (0: waiting for assignment)",
+            registry=registry,
+        )
         self.window = Gauge(
             "vspd_broker_uncommitted_frames",
             "Frames consumed but not yet committed",

@@ -21,6 +21,7 @@ from vspd.capture.sources.picamera import import_picamera2
 from vspd.config import CameraConfig, VspdConfig
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import SlidingRate, counted
+from vspd.runtime.readiness import Readiness
 from vspd.runtime.service import serve
 from vspd.urls import redact_url
 from vspd.v1 import frame_pb2
@@ -118,6 +119,16 @@ class CaptureDaemon:
             f"buffer {sender.pending_bytes // 1024} KiB"
         )
         return f"{text}; {reader.last_error}" if reader.last_error else text
+
+    def readiness(self) -> Readiness:
+        """Ready: the camera delivers frames and Kafka takes them."""
+        reader = self.reader
+        source = f"camera {reader.state}" + (f": {reader.last_error}" if reader.last_error else "")
+        kafka = self.sender.kafka_unreachable
+        return Readiness.first_failing(
+            Readiness(reader.state == "streaming", source),
+            Readiness(not kafka, f"Kafka unreachable: {kafka}"),
+        )
 
     def drain(self) -> None:
         self.reader.stop()

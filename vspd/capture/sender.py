@@ -107,6 +107,7 @@ class FrameSender:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             self.unacked_bytes -= size
             if error is None:
+                self._errors.reached()
                 self.metrics.sent.inc()
                 self.metrics.delivery_seconds.observe(
                     (time.monotonic_ns() - item.capture_monotonic_ns) / 1e9
@@ -119,6 +120,12 @@ class FrameSender:
                 log.error("frame not delivered", seq=item.seq, error=error.str())
 
         return on_delivery
+
+    @property
+    def kafka_unreachable(self) -> str:
+        """Why Kafka cannot be reached now ("" when it can), for readiness."""
+        self._errors.recheck(lambda: self.producer.list_topics(timeout=0.5))
+        return self._errors.unreachable
 
     def _on_error(self, error: KafkaError) -> None:
         # Transport errors are normal during an outage; librdkafka keeps retrying.

@@ -363,6 +363,11 @@ class RuleConfig(Section):
     min_frames: int = Field(default=1, ge=1)
     window_s: PositiveSeconds = 5.0
     cooldown_s: float = Field(default=60.0, ge=0)
+    # An alert whose frame was captured longer ago than this (a backlog after an
+    # outage, a new consumer group reading old results) is stored and reported
+    # but not sent: a phone should not ring for what happened an hour ago.
+    # Measured against the camera's capture clock (keep cameras on NTP); 0: off.
+    max_alert_age_s: float = Field(default=300.0, ge=0)
     # "22:00-06:00": no alerts in that span of local time (it may cross midnight).
     quiet_hours: list[str] = Field(default_factory=list)
     severity: Literal["info", "warning", "critical"] = "warning"

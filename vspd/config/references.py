@@ -35,9 +35,11 @@ def _problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
         for sink in _strings(rule.get("sinks")):
             if sink not in sink_names:
                 yield f"{where}.sinks", f"rule {shown} names sink {sink!r}, which is not configured"
-        for camera in _strings(rule.get("cameras")):
+        # A config without [[cameras]] (an alerts host that learns cameras from
+        # the results) cannot tell a typo; one that lists them can.
+        for camera in _strings(rule.get("cameras")) if camera_ids else []:
             if camera not in camera_ids:
-                known = ", ".join(sorted(camera_ids)) or "none"
+                known = ", ".join(sorted(camera_ids))
                 yield (
                     f"{where}.cameras",
                     f"rule {shown} names camera {camera!r}, which is not in [[cameras]] "

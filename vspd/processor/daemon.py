@@ -15,6 +15,7 @@ from vspd.processor.plugin import LoadedPlugin, load_plugin
 from vspd.processor.server import ProcessorServer
 from vspd.processor.tls_refusals import TlsRefusalLog
 from vspd.runtime.lifecycle import StopFlag
+from vspd.runtime.readiness import Readiness
 from vspd.runtime.service import serve
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,10 @@ class ProcessorDaemon:
         # Serving happens on gRPC's threads; the main loop only keeps the
         # lifecycle's pings and status going.
         self.stop.wait(0.5)
+
+    def readiness(self) -> Readiness:
+        """Ready once the plug-in is loaded (gRPC health says SERVING from then on)."""
+        return Readiness(self.core.plugin is not None, "loading the plug-in")
 
     def status(self) -> str:
         plugin = self.core.plugin.name if self.core.plugin else "loading"

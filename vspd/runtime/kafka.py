@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -74,17 +75,48 @@ def describe_failure(error: KafkaError) -> str:
     return text
 
 
+# librdkafka's codes for "no broker can be reached now" (it never says when they are back).
+_UNREACHABLE_CODES = frozenset({"_ALL_BROKERS_DOWN", "_RESOLVE", "_AUTHENTICATION", "_SSL"})
+RECHECK_S = 5.0
+
+
 class KafkaErrorLog:
-    """librdkafka's error_cb: each distinct failure logged once a minute, named."""
+    """librdkafka's error_cb: each distinct failure logged once a minute, named.
+
+    It also remembers whether Kafka is unreachable now, for readiness: set by
+    librdkafka's errors, cleared by the daemon when traffic flows again or a
+    metadata request answers (``recheck``).
+    """
 
     def __init__(self, client: str) -> None:
         self._client = client
         self._last: dict[str, float] = {}
         self.last_failure = ""
+        self.unreachable = ""  # why Kafka cannot be reached now; "" when it can
+        self._checked_at = float("-inf")
+
+    def reached(self) -> None:
+        if self.unreachable:
+            log.info("kafka reachable again", client=self._client)
+        self.unreachable = ""
+
+    def recheck(self, probe: Callable[[], object]) -> None:
+        """While unreachable, ask Kafka (``probe``, a short metadata request) now and then."""
+        now = time.monotonic()
+        if not self.unreachable or now - self._checked_at < RECHECK_S:
+            return
+        self._checked_at = now
+        try:
+            probe()
+        except KafkaException:
+            return
+        self.reached()
 
     def __call__(self, error: KafkaError) -> None:
         reason = describe_failure(error)
         self.last_failure = reason
+        if str(error.name()) in _UNREACHABLE_CODES:
+            self.unreachable = reason.split(" (", 1)[0]
         # "0/2 brokers are down" and "0/1 brokers are down" are one failure.
         key = re.sub(r"\d+", "#", reason.split(" (", 1)[0])
         now = time.monotonic()

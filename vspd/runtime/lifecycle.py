@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +20,13 @@ from typing import Protocol
 import structlog
 
 from vspd.runtime.notify import SystemdNotifier
+from vspd.runtime.readiness import READY, Readiness
 
 log = structlog.get_logger(__name__)
 
 STATUS_INTERVAL_S = 2.0
+TERMINAL_STATUS_INTERVAL_S = 30.0  # the STATUS line printed at a terminal this often
+READINESS_INTERVAL_S = 0.5
 
 
 class Daemon(Protocol):
@@ -35,6 +39,8 @@ class Daemon(Protocol):
     def step(self) -> None: ...
 
     def status(self) -> str: ...
+
+    def readiness(self) -> Readiness: ...
 
     def drain(self) -> None: ...
 
@@ -60,6 +66,11 @@ class StopFlag:
     def wait(self, timeout: float) -> bool:
         return self._event.wait(timeout)
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C (SIGINT) rather than by systemd's SIGTERM."""
+        return self._interrupts > 0
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT:
             self._interrupts += 1
@@ -69,12 +80,29 @@ class StopFlag:
 
 
 class Lifecycle:
-    """Progress bookkeeping of a running daemon: watchdog, STATUS and liveness."""
+    """Progress bookkeeping of a running daemon: watchdog, STATUS, liveness and readiness.
 
-    def __init__(self, notifier: SystemdNotifier, status: Callable[[], str]) -> None:
+    Readiness is asked of the daemon on its own thread, in tick(), and kept for
+    the HTTP probe (which must not read the daemon's state from another thread).
+    At a terminal the STATUS line is also printed now and then (systemd shows
+    it in `systemctl status`; a person running the daemon by hand sees it here).
+    """
+
+    def __init__(
+        self,
+        notifier: SystemdNotifier,
+        status: Callable[[], str],
+        readiness: Callable[[], Readiness] | None = None,
+        at_terminal: bool | None = None,
+    ) -> None:
         self.notifier = notifier
         self._status = status
+        self._readiness = readiness
         self._last_status = float("-inf")
+        self._last_printed = time.monotonic()
+        self._last_readiness = float("-inf")
+        self._ready = Readiness(False, "starting")
+        self._at_terminal = sys.stdout.isatty() if at_terminal is None else at_terminal
         self.last_progress = time.monotonic()
 
     def tick(self) -> None:
@@ -82,12 +110,22 @@ class Lifecycle:
         now = time.monotonic()
         self.last_progress = now
         self.notifier.watchdog()
+        if now - self._last_readiness >= READINESS_INTERVAL_S:
+            self._last_readiness = now
+            self._ready = self._readiness() if self._readiness is not None else READY
         if now - self._last_status >= STATUS_INTERVAL_S:
             self._last_status = now
-            self.notifier.status(self._status())
+            text = self._status()
+            self.notifier.status(text)
+            if self._at_terminal and now - self._last_printed >= TERMINAL_STATUS_INTERVAL_S:
+                self._last_printed = now
+                log.info("status", status=text)
 
     def seconds_since_progress(self) -> float:
         return time.monotonic() - self.last_progress
+
+    def readiness(self) -> Readiness:
+        return self._ready
 
 
 def run_daemon(daemon: Daemon, stop: StopFlag, lifecycle: Lifecycle) -> int:
@@ -101,7 +139,10 @@ def run_daemon(daemon: Daemon, stop: StopFlag, lifecycle: Lifecycle) -> int:
             lifecycle.tick()
     finally:
         lifecycle.notifier.stopping("draining")
-        log.info("draining")
+        # Said after the handler returned (a handler only sets the flag): what
+        # the daemon now waits for, and how not to wait.
+        hint = {"hint": "a second Ctrl-C quits at once"} if stop.interrupted else {}
+        log.info("draining", finishing="what is in flight", status=daemon.status(), **hint)
         daemon.drain()
         log.info("stopped", status=daemon.status())
         lifecycle.notifier.close()

@@ -1,7 +1,8 @@
 """Per-daemon Prometheus metrics and a liveness endpoint on one small HTTP server.
 
 GET /metrics  Prometheus text format
-GET /healthz  200 while the main loop makes progress, 503 when it has stalled
+GET /healthz  liveness: 200 while the main loop makes progress, 503 when it has stalled
+GET /readyz   readiness: 200 when the daemon does its work now, 503 with what it waits for
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from vspd.runtime.readiness import READY, Readiness
+
 log = structlog.get_logger(__name__)
 
 LIVENESS_STALL_S = 30.0
@@ -27,8 +30,9 @@ class MetricsServer:
         seconds_since_progress: Callable[[], float],
         host: str,
         port: int,
+        readiness: Callable[[], Readiness] = lambda: READY,
     ) -> None:
-        handler = _handler(registry, seconds_since_progress)
+        handler = _handler(registry, seconds_since_progress, readiness)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -52,7 +56,9 @@ class MetricsServer:
 
 
 def _handler(
-    registry: CollectorRegistry, seconds_since_progress: Callable[[], float]
+    registry: CollectorRegistry,
+    seconds_since_progress: Callable[[], float],
+    readiness: Callable[[], Readiness],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -63,8 +69,15 @@ def _handler(
                 alive = stalled < LIVENESS_STALL_S
                 body = f"{'ok' if alive else 'stalled'} {stalled:.1f}s since progress\n".encode()
                 self._reply(200 if alive else 503, body, "text/plain")
+            elif self.path == "/readyz":
+                try:
+                    now = readiness()
+                except Exception as exc:  # noqa: BLE001 - a probe must answer, whatever happens
+                    now = Readiness(False, f"readiness unknown: {type(exc).__name__}")
+                body = ("ready\n" if now.ready else f"not ready: {now.reason}\n").encode()
+                self._reply(200 if now.ready else 503, body, "text/plain; charset=utf-8")
             else:
-                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain")
+                self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
         def _reply(self, code: int, body: bytes, content_type: str) -> None:
             self.send_response(code)

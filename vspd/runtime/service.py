@@ -21,12 +21,16 @@ def serve(
     metrics_port: int,
 ) -> int:
     notifier = SystemdNotifier()
-    lifecycle = Lifecycle(notifier, daemon.status)
+    lifecycle = Lifecycle(notifier, daemon.status, daemon.readiness)
     metrics = None
     if config.metrics.enabled:
         try:
             metrics = MetricsServer(
-                registry, lifecycle.seconds_since_progress, config.metrics.host, metrics_port
+                registry,
+                lifecycle.seconds_since_progress,
+                config.metrics.host,
+                metrics_port,
+                lifecycle.readiness,
             ).start()
         except OSError as exc:
             # Metrics are for operators; a taken port must not stop the cameras.
