@@ -363,3 +363,47 @@ def test_http_camera_login_is_basic_auth_and_never_shown() -> None:
         assert camera.refused == 1
     finally:
         camera.stop()
+
+
+def test_a_camera_that_cannot_open_says_why_once_and_never_its_password(
+    write_config: Callable[..., Path], daemons: Callable[..., DaemonProcess]
+) -> None:
+    closed = free_port()  # nothing listens there
+    config = write_config(
+        cameras=[
+            {
+                "id": "gate",
+                "source": f"rtsp://127.0.0.1:{closed}/stream1",
+                "username": "admin",
+                "password": "hunter2",
+            }
+        ]
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "gate")
+    daemon.wait_for_log("connection refused by 127.0.0.1")
+    daemon.wait_for_log('"state": "reconnecting"')
+    log = daemon.log()
+    assert "hunter2" not in log
+    assert "admin" not in log
+    # FFmpeg's and OpenCV's own lines ("[tcp @ 0x...] Connection to tcp://...") are silenced.
+    assert "[tcp @" not in log
+    assert "WARN:" not in log
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "reason"),
+    [
+        (
+            "v4l2",
+            "/dev/video-absent",
+            "no such device /dev/video-absent (is the camera plugged in?",
+        ),
+        ("v4l2", "/dev/null", "/dev/null is busy or not a capture device"),
+        ("rtsp", "rtsp://camera.invalid/x", "the host name 'camera.invalid' cannot be resolved"),
+    ],
+)
+def test_why_a_source_did_not_open_is_named(kind: str, target: str, reason: str) -> None:
+    from vspd.capture.sources.opencv import why_not_opened
+
+    assert why_not_opened(kind, target).startswith(reason)

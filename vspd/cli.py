@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -246,7 +247,20 @@ def _command(args: argparse.Namespace) -> Command:
     return command
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's and FFmpeg's own stderr lines: silenced before OpenCV loads.
+
+    They repeat on every reconnect, bypass the log format, and FFmpeg's print
+    camera URLs with their passwords; vspd names the cause itself. The user's
+    own settings of these variables win (for debugging).
+    """
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_VIDEOIO_DEBUG", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_opencv()
     args = build_parser().parse_args(argv)
     if args.command == "config":
         sys.stdout.write(example_config())

@@ -6,7 +6,10 @@ so the camera's own JPEG is passed through instead of decoded and re-encoded.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -18,6 +21,45 @@ from vspd.config.model import CameraConfig
 from vspd.urls import redact_url, with_login
 
 log = structlog.get_logger(__name__)
+
+
+def why_not_opened(kind: str, target: str) -> str:
+    """What OpenCV does not say: a missing device, a permission, an unreachable host.
+
+    FFmpeg's and OpenCV's own messages are silenced (they print URLs with
+    passwords, and several lines per retry); this names the cause in one phrase.
+    """
+    if kind == "v4l2":
+        device = Path(f"/dev/video{target}" if target.isdigit() else target)
+        if not device.exists():
+            return f"no such device {device} (is the camera plugged in? `v4l2-ctl --list-devices`)"
+        if not os.access(device, os.R_OK | os.W_OK):
+            return f"permission denied on {device} (the user needs the 'video' group)"
+        return f"{device} is busy or not a capture device (another program using it?)"
+    if kind == "file":
+        return "not a video OpenCV can read"
+    try:
+        parts = urlsplit(target)
+        host, port = parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        return "not a valid URL"
+    if not host or not port:
+        return "the stream could not be opened"
+    try:
+        socket.getaddrinfo(host, port)
+    except OSError:
+        return f"the host name {host!r} cannot be resolved"
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            pass
+    except ConnectionRefusedError:
+        return f"connection refused by {host}:{port} (is the camera's stream on that port?)"
+    except OSError as exc:
+        return f"{host}:{port} unreachable ({exc.strerror or 'timed out'})"
+    return "the camera answered but the stream did not open (wrong path or login?)"
+
+
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 
 
 class OpenCvSource:
@@ -54,7 +96,8 @@ class OpenCvSource:
         shown = redact_url(spec.uri) if "://" in spec.uri else spec.uri
         if not capture.isOpened():
             capture.release()
-            raise SourceUnavailableError(f"cannot open {shown}")
+            reason = why_not_opened(spec.kind, spec.target)
+            raise SourceUnavailableError(f"cannot open {shown}: {reason}")
         self._capture = capture
         log.info("source opened", source=shown, passthrough=self._passthrough)
 
