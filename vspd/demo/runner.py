@@ -74,6 +74,8 @@ class Demo:
         self.captures: list[Child] = []
         self.stop = StopFlag().install()
         self.tty = sys.stdout.isatty()
+        # What a camera's source said when it could not deliver (from its /readyz).
+        self.camera_problems: dict[str, str] = {}
 
     # -- set-up ----------------------------------------------------------------
     def sources(self) -> list[tuple[str, str]]:
@@ -180,10 +182,40 @@ class Demo:
         self.shut_down()
         ended = datetime.now().astimezone()
         verdict = verify(config.kafka)
+        for camera in config.cameras:
+            if not verdict.per_camera.get(camera.id):
+                verdict.silent_cameras[camera.id] = self.camera_problems.get(
+                    camera.id, f"see {self.log_dir / f'capture@{camera.id}.log'}"
+                )
         dropped = self.dropped_before_kafka()
         index = self.write_report(config, started, ended, verdict, dropped, bootstrap)
         self.summary(verdict, dropped, index)
+        if self.args.bootstrap_servers:
+            self.delete_topics(config)
         return 0 if verdict.ok else 1
+
+    def delete_topics(self, config: VspdConfig) -> None:
+        """A demo against the user's cluster leaves nothing behind there."""
+        from confluent_kafka.admin import AdminClient
+
+        from vspd.runtime.kafka import common_settings
+        from vspd.runtime.topics import configured_topics
+
+        topics = configured_topics(config.kafka)
+        admin = AdminClient(common_settings(config.kafka, "vspd-demo-admin"))
+        failed = []
+        for topic, future in admin.delete_topics(topics, request_timeout=15).items():
+            try:
+                future.result(timeout=20)
+            except Exception as exc:  # noqa: BLE001 - said, and the demo's verdict stands
+                failed.append(f"{topic} ({exc})")
+        if failed:
+            say("could not delete the demo's topics: " + "; ".join(failed))
+        else:
+            say(
+                f"deleted the demo's topics from {config.kafka.bootstrap_servers}: "
+                + ", ".join(topics)
+            )
 
     def start_children(self, config: VspdConfig, config_path: Path) -> None:
         base = ["--config", str(config_path)]
@@ -219,6 +251,7 @@ class Demo:
             if failed:
                 say(f"\ndaemon(s) exited early: {', '.join(failed)}; see {self.log_dir}")
                 break
+            self._say_camera_problems()
             figures = self.figures()
             now = time.monotonic()
             rates = (0.0, 0.0)
@@ -240,6 +273,17 @@ class Demo:
             say("")
         if self.stop.is_set():
             say("stopping (Ctrl-C again to stop at once)")
+
+    def _say_camera_problems(self) -> None:
+        """A camera that cannot deliver says why, once per new reason (not 0 fps in silence)."""
+        for child in self.captures:
+            reason = child.readiness()
+            if not reason.startswith("camera") or reason.startswith("camera connecting"):
+                continue
+            camera = child.name.removeprefix("capture@")
+            if self.camera_problems.get(camera) != reason:
+                self.camera_problems[camera] = reason
+                say(("\n" if self.tty else "") + f"{child.name}: {reason}")
 
     def figures(self) -> dict[str, float]:
         capture = [c.metrics() for c in self.captures]
@@ -402,7 +446,11 @@ class Demo:
         say(f"  duplicate results           {verdict.duplicates}")
         say(f"  dead letters                {verdict.dead_letters}")
         say(f"  alerts                      {alerts}")
-        say(f"  verdict                     {'PASS' if verdict.ok else 'FAIL'}")
+        for camera, why in verdict.silent_cameras.items():
+            say(f"  camera without frames       {camera}: {why}")
+        say(
+            f"  verdict                     {'PASS' if verdict.ok else 'FAIL'}: {verdict.explanation()}"
+        )
         say(f"report: {index}")
 
 

@@ -60,10 +60,32 @@ class Verdict:
     out_of_order_cameras: list[str] = field(default_factory=list)
     dead_letters: int = 0
     per_camera: dict[str, int] = field(default_factory=dict)
+    # Cameras that delivered no frame at all, with what their source said.
+    silent_cameras: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.frames > 0 and self.missing == 0 and not self.out_of_order_cameras
+        return (
+            self.frames > 0
+            and self.missing == 0
+            and not self.out_of_order_cameras
+            and not self.silent_cameras
+        )
+
+    def explanation(self) -> str:
+        """Why the verdict is what it is, in one sentence."""
+        if self.ok:
+            return "Every captured frame got its result, in order."
+        reasons = [
+            f"camera {c} delivered no frames ({why})" for c, why in self.silent_cameras.items()
+        ]
+        if self.missing:
+            reasons.append(f"{self.missing} frame(s) have no result")
+        if self.out_of_order_cameras:
+            reasons.append("results out of order for " + ", ".join(self.out_of_order_cameras))
+        if not self.frames and not self.silent_cameras:
+            reasons.append("no frame reached Kafka")
+        return "; ".join(reasons) + "."
 
 
 def verify(kafka: KafkaConfig) -> Verdict:
