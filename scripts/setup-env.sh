@@ -34,12 +34,22 @@ make_venv() {
         "$(python_for_venv)" -m venv "$VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
     fi
-    # Reinstall only when what the install depends on changed (it also compiles protos/).
-    local stamp="$VENV/.vspd-installed" wanted
-    wanted="$extras $(cat pyproject.toml setup.py protos/*/*/*.proto protos/*/*/*/*.proto 2>/dev/null | sha256sum)"
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    # Reinstall only when what the install depends on changed (it also compiles protos/),
+    # or an extra is asked for that is not installed yet ("test" has what "demo" needs:
+    # the demo script run by the tests must not reinstall the venv they run in).
+    local stamp="$VENV/.vspd-installed" sources installed extra missing=""
+    sources="$(cat pyproject.toml setup.py protos/*/*/*.proto protos/*/*/*/*.proto 2>/dev/null | sha256sum)"
+    installed="$(sed -n 2p "$stamp" 2>/dev/null)"
+    for extra in "$@"; do
+        case " $installed " in
+            *" $extra "*) ;;
+            *" test "*) [ "$extra" = demo ] || missing="$missing $extra" ;;
+            *) missing="$missing $extra" ;;
+        esac
+    done
+    if [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$sources" ] || [ -n "$missing" ]; then
         echo "==> installing vspd[$extras] (newest releases from PyPI)"
         "$VENV/bin/python" -m pip install -q --upgrade -e ".[$extras]"
-        echo "$wanted" > "$stamp"
+        printf '%s\n%s\n' "$sources" "$*" > "$stamp"
     fi
 }

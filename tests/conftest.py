@@ -27,6 +27,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     fuzz.addoption("--fuzz-seed", type=int, default=None, help="seed (random if unset)")
 
 
+# What the chaos suite needs beyond its fault-injection time: start-up, draining, checks.
+CHAOS_OVERHEAD_S = 300.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The chaos run's time limit follows --chaos-seconds (the suite's 300 s would kill a long run)."""
+    limit = float(config.getoption("--chaos-seconds")) + CHAOS_OVERHEAD_S
+    for item in items:
+        if "tests/chaos/" in item.nodeid:
+            item.add_marker(pytest.mark.timeout(max(limit, 300.0)))
+
+
 # New consumer groups get their first assignment after about half of this.
 TEST_SESSION_TIMEOUT_MS = 6000
 

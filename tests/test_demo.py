@@ -168,3 +168,21 @@ def test_a_demo_on_the_users_cluster_deletes_its_topics(bootstrap: str, tmp_path
     assert len(names) == 3
     left = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
     assert not set(names) & set(left)
+
+
+def test_the_readme_demo_script_passes(tmp_path: Path) -> None:
+    # The README's first command as written (shorter: VSPD_DEMO_DURATION). Its venv is
+    # the one the tests run in: the script must find it complete and install nothing.
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        ["bash", "scripts/demo.sh", "--report-dir", str(tmp_path / "report")],
+        cwd=repo,
+        env={**os.environ, "VSPD_DEMO_DURATION": "10", "VSPD_VENV": str(Path(sys.prefix))},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "==> installing" not in run.stdout
+    assert re.search(r"verdict\s+PASS", run.stdout)

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.system.rootfs import BootedSystem, build_deb, chroot, fresh_rootfs, mounted
+from tests.system.rootfs import REPO, BootedSystem, chroot, fresh_rootfs, mounted
 
 
 @pytest.fixture(scope="session")
 def deb_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package, built once per session with trixie's own toolchain (dpkg-buildpackage)."""
-    work = tmp_path_factory.mktemp("deb-build")
-    root = fresh_rootfs(work / "rootfs")
-    built = build_deb(root)
-    deb = work / built.name
-    shutil.copy2(built, deb)
-    shutil.rmtree(root, ignore_errors=True)
+    """The package, built once per session by the README's command, scripts/build-deb.sh."""
+    out = tmp_path_factory.mktemp("deb-build")
+    build = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-deb.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    deb = Path(build.stdout.strip().splitlines()[-1])
+    assert deb.parent == out.resolve()
+    assert deb.name.startswith("vspd_")
+    assert deb.name.endswith("_all.deb")
     return deb
 
 

@@ -6,6 +6,7 @@ name carries a hash of what it contains); each test unpacks a fresh copy.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -13,6 +14,8 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +58,7 @@ PACKAGES = [
 
 
 def debian_mirror() -> str:
-    """The Debian archive this machine's apt already uses (not hard-coded)."""
+    """The Debian archive this machine's apt already uses, else deb.debian.org."""
     sources = [
         Path("/etc/apt/sources.list"),
         *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
@@ -71,7 +74,7 @@ def debian_mirror() -> str:
                 continue
             for match in re.finditer(r"(https?://\S+?/debian)/?(?:\s|$)", line):
                 return match.group(1)
-    raise RuntimeError("no Debian mirror in /etc/apt sources")
+    return "http://deb.debian.org/debian"  # an Ubuntu machine: Debian's own redirector
 
 
 def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -261,3 +264,38 @@ class BootedSystem:
                 self.process.send_signal(signal.SIGKILL)
                 self.process.wait()
         self.process = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scripts/build-deb.sh [OUT_DIR]`: the .deb, built in a fresh trixie rootfs."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/build-deb.sh",
+        description="Build vspd's .deb inside a Debian trixie rootfs (debootstrap, chroot).",
+    )
+    parser.add_argument("command", choices=["build-deb"])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("dist"), help="where it goes")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("scripts/build-deb.sh: needs root (debootstrap, chroot, mount)", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="vspd-deb-"))
+    try:
+        print(f"==> trixie rootfs (cached in {CACHE})", flush=True)
+        root = fresh_rootfs(work / "rootfs")
+        print("==> dpkg-buildpackage inside it", flush=True)
+        built = build_deb(root)
+        args.out.mkdir(parents=True, exist_ok=True)
+        target = (args.out / built.name).resolve()
+        shutil.copy2(built, target)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+        print(f"scripts/build-deb.sh: the build failed:\n{str(detail)[-3000:]}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

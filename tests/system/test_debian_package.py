@@ -124,6 +124,7 @@ def test_nothing_runs_until_configured(booted: BootedSystem) -> None:
     assert booted.sh("stat -c '%a %U %G' /etc/vspd/vspd.toml").strip() == "640 root vspd"
     # The shipped default is the commented example, and it is valid.
     assert "vspd.toml: ok" in booted.sh("vspd check-config --config /etc/vspd/vspd.toml")
+    assert "/etc/vspd/vspd.toml: ok" in booted.sh("vspd check-config")  # as the README writes it
 
 
 def test_debian_library_versions(booted: BootedSystem) -> None:
@@ -218,6 +219,10 @@ def test_frames_flow_end_to_end_under_systemd(
         'journalctl -u vspd-broker -o cat --no-pager | grep \'"event": "serving"\' | head -1'
     )
     assert json.loads(journal)["daemon"] == "broker"
+    # The README's `journalctl -u 'vspd-*' -f` (without following): every daemon's lines.
+    lines = booted.sh("journalctl -u 'vspd-*' -o cat --no-pager -n 2000").splitlines()
+    daemons = {json.loads(line).get("daemon") for line in lines if line.startswith("{")}
+    assert {"processor", "broker", "alerts", "capture@cam-a", "capture@cam-b"} <= daemons
 
 
 def test_watchdog_kills_and_restarts_a_hung_daemon(
