@@ -465,6 +465,13 @@ def test_report_renders_in_headless_chromium(
     assert dict(rows) == {"person": "26", "cat": "14"}
     # Persons at i % 3 != 0, 30 s apart, 60 s cooldown: alerts at i = 1, 4, ..., 37.
     assert dom.count("data:image/jpeg;base64,") == 13
+    # Each thumbnail links to its full-size snapshot, relative to the page.
+    links = re.findall(r'<a href="([^"]+)"><img alt="snapshot', dom)
+    assert len(links) == 13
+    target = (page.parent / links[0]).resolve()
+    assert target.is_relative_to((alerts.state / "snapshots").resolve())  # the stored snapshot
+    assert cv2.imread(str(target)) is not None
+    assert "no data in this period" not in dom
     assert re.search(r'gaps in sequence[^<]*</th><td class="n bad">5</td>', dom)
     objects = re.findall(r'<tr class="object-row"><td>(\w+)</td><td class="n">(\d+)</td>', dom)
     assert dict(objects) == {"person": "2", "cat": "1"}

@@ -14,6 +14,7 @@ import base64
 import csv
 import io
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,7 +63,9 @@ def period_containing(name: str, moment: datetime) -> Period:
 
 
 def _environment() -> Environment:
-    return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    environment = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["duration"] = duration_text
+    return environment
 
 
 def template_text(name: str) -> str:
@@ -155,8 +158,8 @@ def gather(
 
 
 def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> str:
-    """Stacked bars of detections per time bucket, one colour per label."""
-    width, height, left, bottom = 900, 220, 50, 30
+    """Stacked bars of detections per time bucket, one colour per label, with axes and legend."""
+    width, height, left, bottom, top = 900, 250, 60, 44, 26
     span = max(1, -(-(period.until_ns - period.since_ns) // BUCKET_NS))
     per_bar = max(1, -(-span // 60))  # at most 60 bars, each a whole number of buckets
     bars = -(-span // per_bar)
@@ -167,16 +170,31 @@ def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> s
         stacks[index][item["label"]] = stacks[index].get(item["label"], 0) + item["detections"]
     peak = max([sum(s.values()) for s in stacks] + [1])
     bar = (width - left) / bars
+    base = height - bottom
+    bar_s = per_bar * BUCKET_NS / 1e9
     parts = [
         f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="detections over time">',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#999"/>',
-        f'<text x="{left - 6}" y="14" text-anchor="end" font-size="11">{peak}</text>',
-        f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end" font-size="11">0</text>',
+        f'<line x1="{left}" y1="{base}" x2="{width}" y2="{base}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#999"/>',
+        f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" font-size="11">{peak}</text>',
+        f'<text x="{left - 6}" y="{base}" text-anchor="end" font-size="11">0</text>',
+        # The y axis says what a bar counts and over how long; the x axis, whose clock.
+        f'<text class="axis" x="14" y="{(top + base) / 2:.0f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + base) / 2:.0f})">detections per {duration_text(bar_s)}</text>',
+        f'<text class="axis" x="{(left + width) / 2:.0f}" y="{height - 2}" font-size="11" '
+        f'text-anchor="middle">local time ({_xml(period.since.strftime("%Z") or "local")})</text>',
     ]
-    plot = height - bottom - 10
+    x = float(left)
+    for label, color in colors.items():  # the legend, inside the chart wherever it is shown
+        parts.append(
+            f'<rect class="legend" x="{x:.0f}" y="4" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 14:.0f}" y="13" font-size="11">{_xml(label)}</text>'
+        )
+        x += 24 + 7 * len(label)
+    plot = base - top
     for index, stack in enumerate(stacks):
-        y = float(height - bottom)
+        y = float(base)
         for label in sorted(stack):
             h = plot * stack[label] / peak
             y -= h
@@ -185,13 +203,46 @@ def chart_svg(data: dict[str, Any], period: Period, colors: dict[str, str]) -> s
                 f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="{colors[label]}">'
                 f"<title>{_xml(label)}: {stack[label]}</title></rect>"
             )
-    for tick in range(0, bars + 1, max(1, bars // 6)):
-        moment = period.since + timedelta(seconds=tick * per_bar * BUCKET_NS / 1e9)
+    if not data["timeline"]:
         parts.append(
-            f'<text x="{left + tick * bar:.1f}" y="{height - 10}" font-size="11">{moment.strftime("%H:%M")}</text>'
+            f'<text class="no-data" x="{(left + width) / 2:.0f}" y="{(top + base) / 2:.0f}" '
+            'text-anchor="middle" font-size="14" fill="#888">no data in this period</text>'
+        )
+    shown: set[str] = set()
+    for text, tick_x in _ticks(period, bars, bar, bar_s):
+        if text in shown:
+            continue  # a tick never repeats its neighbour's time
+        shown.add(text)
+        parts.append(
+            f'<text class="tick" x="{left + tick_x:.1f}" y="{base + 14}" font-size="11" '
+            f'text-anchor="middle">{text}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _ticks(period: Period, bars: int, bar: float, bar_s: float) -> list[tuple[str, float]]:
+    """About six time labels; seconds shown when ticks are under a minute apart, days past a day."""
+    step = max(1, bars // 6)
+    spacing_s = step * bar_s
+    total_s = bars * bar_s
+    fmt = "%H:%M:%S" if spacing_s < 60 else ("%a %H:%M" if total_s > 86_400 else "%H:%M")
+    return [
+        ((period.since + timedelta(seconds=tick * bar_s)).strftime(fmt), tick * bar)
+        for tick in range(0, bars + 1, step)
+    ]
+
+
+def duration_text(seconds: float) -> str:
+    """5 s, 2 min 5 s, 1 h 20 min: durations as people read them."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _xml(text: str) -> str:
@@ -200,7 +251,20 @@ def _xml(text: str) -> str:
     )
 
 
-def render_html(data: dict[str, Any], period: Period) -> str:
+def snapshot_href(state_dir: Path, snapshot: str | None, out_dir: Path | None) -> str:
+    """A link from the report to the full-size snapshot (relative, so it also works offline)."""
+    if not snapshot or out_dir is None:
+        return ""
+    try:
+        target = inside(state_dir, *Path(snapshot).parts)
+    except UnsafePathError:
+        return ""
+    if not target.exists():
+        return ""
+    return Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()
+
+
+def render_html(data: dict[str, Any], period: Period, out_dir: Path | None = None) -> str:
     labels = sorted(
         {row["label"] for row in data["counts"]} | {row["label"] for row in data["timeline"]}
     )
@@ -215,7 +279,14 @@ def render_html(data: dict[str, Any], period: Period) -> str:
                 thumb = base64.b64encode(thumbnail(snapshot.read_bytes())).decode()
             except (OSError, UnsafePathError):
                 thumb = ""
-        alerts.append({**alert, "thumbnail": thumb, "time_text": _text(alert["time_ns"])})
+        alerts.append(
+            {
+                **alert,
+                "thumbnail": thumb,
+                "snapshot_href": snapshot_href(state_dir, alert["snapshot"], out_dir),
+                "time_text": _text(alert["time_ns"]),
+            }
+        )
     view = {
         **data,
         "alerts": alerts,
@@ -250,7 +321,7 @@ def write_period(
         directory = inside(out, safe_name(camera))
         directory.mkdir(parents=True, exist_ok=True)
         base = directory / period.slug
-        _atomic(base.with_suffix(".html"), render_html(data, period))
+        _atomic(base.with_suffix(".html"), render_html(data, period, directory))
         public = {k: v for k, v in data.items() if not k.startswith("_")}
         _atomic(base.with_suffix(".json"), json.dumps(public, indent=1))
         _atomic(base.with_suffix(".csv"), render_csv(data))
