@@ -233,6 +233,14 @@ def test_alert_reaches_every_sink_once_with_signature_snapshot_and_attachment(
     body = hook.json
     assert webhook.bad_signatures == 0
     assert body["event_id"] == f"person-at-door/door/{session}/4"
+    # One line per alert in the daemon's log (the log sink's), under the same id.
+    wait_until(lambda: '"event": "alert"' in daemon.log(), 30, "the log sink's line")
+    mentions = [
+        json.loads(line)["event"]
+        for line in daemon.log().splitlines()
+        if body["event_id"] in line and line.startswith("{")
+    ]
+    assert mentions == ["alert"]
     assert hook.headers["X-Vspd-Event-Id"] == body["event_id"]
     assert (body["camera"], body["label"], body["count"], body["severity"]) == (
         "door",

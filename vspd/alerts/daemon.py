@@ -86,6 +86,8 @@ class AlertsDaemon:
         self.report_worker = ReportWorker(self.database, self.settings)
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
+        # A `log` sink writes each alert to the journal: no second line for it.
+        self._log_sinks = {sink.name for sink in self.settings.sinks if sink.type == "log"}
         self.assignment = AssignmentWait(
             self.settings.group_id, config.kafka.results_topic, self.metrics.assigned
         )
@@ -376,7 +378,8 @@ class AlertsDaemon:
                 hint="a backlog, or the camera's clock is behind",
             )
             return 1
-        log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
+        if not any(name in self._log_sinks for name in sinks):  # else the log sink says it
+            log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
         return 1
 
     def _save_rule_states(self, connection: sqlite3.Connection) -> None:

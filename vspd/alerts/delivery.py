@@ -89,10 +89,10 @@ class DeliveryWorker:
             try:
                 self.sink.deliver(event, snapshot)
             except DeliveryError as exc:
-                self._failed(connection, event.id, attempts + 1, exc)
+                self._failed(connection, event, attempts + 1, exc)
             except Exception as exc:
                 log.exception("sink raised", sink=self.sink.name, event_id=event.key)
-                self._failed(connection, event.id, attempts + 1, DeliveryError(repr(exc)))
+                self._failed(connection, event, attempts + 1, DeliveryError(repr(exc)))
             else:
                 store.mark_delivered(connection, event.id, self.sink.name)
                 self.delivered += 1
@@ -105,7 +105,11 @@ class DeliveryWorker:
         return bool(claimed)
 
     def _failed(
-        self, connection: sqlite3.Connection, event_id: int, attempts: int, error: DeliveryError
+        self,
+        connection: sqlite3.Connection,
+        event: store.EventRecord,
+        attempts: int,
+        error: DeliveryError,
     ) -> None:
         limit = self.config.max_attempts
         final = not error.retriable or (limit and attempts >= limit)
@@ -113,7 +117,7 @@ class DeliveryWorker:
         if not final:
             delay = retry_delay_s(self.alerts, attempts, error)
             retry_at = store.now_ns() + int(delay * 1e9)
-        store.mark_failed(connection, event_id, self.sink.name, str(error), retry_at)
+        store.mark_failed(connection, event.id, self.sink.name, str(error), retry_at)
         self._failed_metric.labels(self.sink.name, "given_up" if final else "retry").inc()
         if self.failing_since is None:
             self.failing_since = time.monotonic()
@@ -121,7 +125,7 @@ class DeliveryWorker:
         log.warning(
             "delivery failed",
             sink=self.sink.name,
-            event_id=event_id,
+            event_id=event.key,  # the id every log line, header and payload uses
             attempts=attempts,
             error=str(error),
             given_up=bool(final),
