@@ -198,6 +198,10 @@ def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path
         )
         daemon.signal(signal.SIGINT)
         daemon.wait_for_log('"event": "draining"')
+        # It says what it waits for, and how not to wait.
+        draining = next(line for line in daemon.log().splitlines() if '"draining"' in line)
+        assert '"hint": "a second Ctrl-C quits at once"' in draining
+        assert '"status": "tests.plugins.sample:behave on :' in draining
         daemon.signal(signal.SIGINT)
         assert daemon.wait(30) == 130  # did not wait for the 60-second grace period
         call.cancel()
@@ -213,3 +217,52 @@ def test_a_status_with_any_text_reaches_systemd_as_utf8(notify_socket: NotifySoc
         assert notify_socket.receive() == "STATUS=failing hook (http://h/\u2026): café ✓"
     finally:
         notifier.close()
+
+
+def test_at_a_terminal_the_status_line_is_printed_now_and_then() -> None:
+    from structlog.testing import capture_logs
+
+    notifier = SystemdNotifier({})  # not under systemd
+    texts = iter(["1 ok", "2 ok", "3 ok"])
+    lifecycle = Lifecycle(notifier, lambda: next(texts), at_terminal=True)
+    lifecycle._last_printed = float("-inf")  # as if the interval had passed
+    with capture_logs() as printed:
+        lifecycle.tick()
+        lifecycle.tick()  # within the interval: not printed again
+    assert [(entry["event"], entry["status"]) for entry in printed] == [("status", "1 ok")]
+    quiet = Lifecycle(notifier, lambda: "x", at_terminal=False)
+    quiet._last_printed = float("-inf")
+    with capture_logs() as printed:
+        quiet.tick()
+    assert printed == []  # under systemd the STATUS= line is enough
+
+
+def test_a_plugin_call_that_never_ends_does_not_hold_the_exit(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    port, metrics_port = free_tcp_port(), free_tcp_port()
+    config = write_config(
+        processor={
+            "listen": f"127.0.0.1:{port}",
+            "plugin": "tests.plugins.sample:behave",
+            "grace_period_s": 1.0,
+        },
+        metrics={"enabled": True, "processor_port": metrics_port},
+    )
+    daemon = DaemonProcess(["--config", str(config), "processor"], tmp_path / "p.log").start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        daemon.wait_for_log('"event": "serving"')
+        frame = frame_pb2.Frame.FromString(frames_for(["held"], 1)[0][1])
+        frame.metadata["gate"] = "never-opened"  # the plug-in blocks for ever on it
+        call = processor_pb2_grpc.ProcessorStub(channel).Process.future(frame, timeout=120)
+        wait_until(
+            lambda: scrape_or_zero(metrics_port, "vspd_processor_in_flight") >= 1, 30, "the call"
+        )
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0  # after the 1 s grace, not never
+        assert "exiting with plug-in calls still running" in daemon.log()
+        call.cancel()
+    finally:
+        channel.close()
+        daemon.stop()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import threading
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -12,7 +15,7 @@ from vspd.processor.builtins import load_builtin
 from vspd.processor.core import ProcessingCore
 from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import LoadedPlugin, load_plugin
-from vspd.processor.server import ProcessorServer
+from vspd.processor.server import WORKER_PREFIX, ProcessorServer
 from vspd.processor.tls_refusals import TlsRefusalLog
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.readiness import Readiness
@@ -84,4 +87,12 @@ def main(config: VspdConfig, args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     stop = StopFlag().install()
     daemon = ProcessorDaemon(config, registry, stop)
-    return serve(daemon, stop, config, registry, config.metrics.processor_port)
+    code = serve(daemon, stop, config, registry, config.metrics.processor_port)
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX)]
+    if stuck:
+        # A plug-in call that outlived the grace period would hold the interpreter's
+        # exit for ever (it joins its pool's threads): leave without it, and say so.
+        log.warning("exiting with plug-in calls still running", threads=len(stuck))
+        sys.stdout.flush()
+        os._exit(code)
+    return code

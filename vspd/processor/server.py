@@ -42,6 +42,7 @@ PROCESSOR_SERVICE = "vspd.v1.Processor"
 DETECTOR_SERVICE = "Detector"
 _EXPIRED = "deadline passed before processing started"
 HTTP2_MAX_FRAME_SIZE = 16 * 1024 * 1024 - 1  # the largest HTTP/2 allows
+WORKER_PREFIX = "plugin-call"  # the threads that run sync plug-ins
 
 
 class _Call:
@@ -211,7 +212,7 @@ class ProcessorServer:
         self.max_message_bytes = max_message_bytes
         self.health = HealthServicer(_services(config))
         self.port = 0
-        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="process")
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix=WORKER_PREFIX)
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
