@@ -101,6 +101,14 @@ def test_message_template_gets_the_event() -> None:
     assert trigger.message == "person@door x1 90% http://nvr/s.jpg warning"
 
 
+def test_the_default_message_says_when_it_was_captured() -> None:
+    # A late delivery must not read as "now": the capture time is in the text itself.
+    (rule,) = build_rules([RuleConfig(name="porch")])
+    trigger = rule.evaluate(result("door", 1, [PERSON], at_ns=T0 + 5 * SECOND), RuleState(), "")
+    assert trigger is not None
+    assert trigger.message == "person on door at 12:00:05 (1 frame, 90%)"
+
+
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [

