@@ -39,7 +39,7 @@ make_venv() {
     # the demo script run by the tests must not reinstall the venv they run in).
     local stamp="$VENV/.vspd-installed" sources installed extra missing=""
     sources="$(cat pyproject.toml setup.py protos/*/*/*.proto protos/*/*/*/*.proto 2>/dev/null | sha256sum)"
-    installed="$(sed -n 2p "$stamp" 2>/dev/null)"
+    installed="$(sed -n 2p "$stamp" 2>/dev/null || true)"
     for extra in "$@"; do
         case " $installed " in
             *" $extra "*) ;;
@@ -47,7 +47,7 @@ make_venv() {
             *) missing="$missing $extra" ;;
         esac
     done
-    if [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$sources" ] || [ -n "$missing" ]; then
+    if [ "$(sed -n 1p "$stamp" 2>/dev/null || true)" != "$sources" ] || [ -n "$missing" ]; then
         echo "==> installing vspd[$extras] (newest releases from PyPI)"
         "$VENV/bin/python" -m pip install -q --upgrade -e ".[$extras]"
         printf '%s\n%s\n' "$sources" "$*" > "$stamp"
