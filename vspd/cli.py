@@ -133,6 +133,36 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--until", required=True, help="ISO time or date")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
 
+    status = command(
+        commands,
+        "status",
+        "the pipeline's health from Kafka alone; exit 1 if stale or lagging",
+        "Cameras seen (last frame age, fps, seq gaps), the broker's and the alerts daemon's "
+        "lag, dead letters of the last hour; exit 1 when a camera is stale or a group lags "
+        "beyond the thresholds (for cron or a monitoring check).",
+    )
+    status.add_argument(
+        "--stale-after",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a camera whose last frame is older than this is stale (default 30)",
+    )
+    status.add_argument(
+        "--max-lag",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="a group more than N messages behind is lagging (default 1000)",
+    )
+    status.add_argument(
+        "--sample",
+        type=int,
+        default=64,
+        metavar="N",
+        help="frames read from the end of each frames partition (default 64)",
+    )
+
     check = command(
         commands,
         "check-config",
@@ -230,6 +260,7 @@ _COMMANDS = {
     "alerts": "vspd.alerts.daemon",
     "demo": "vspd.demo.runner",
     "report": "vspd.alerts.reports",
+    "status": "vspd.observe.status",
 }
 
 

@@ -39,6 +39,7 @@ DAEMON_SCOPES: dict[str, frozenset[Scope]] = {
     "processor": frozenset(),
     "topics": frozenset({"kafka"}),
     "report": frozenset(),
+    "status": frozenset({"kafka"}),
 }
 CONTEXT_SCOPES = "secret_scopes"  # validation context key: the scopes to resolve (absent: all)
 # Where the packaged units load credentials from (LoadCredential=<scope>:<here>/<scope>).

@@ -1,0 +1,1 @@
+"""The pipeline seen from Kafka alone: cameras, lag, dead letters (`vspd status`)."""
