@@ -6,6 +6,7 @@ does a named test that no longer exists. The cheap ones run here, as written.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def test_configuration_commands_run_as_written(tmp_path: Path) -> None:
         "vspd config example > vspd.toml && vspd check-config vspd.toml",
         shell=True,
         cwd=tmp_path,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
         capture_output=True,
         text=True,
         check=False,
