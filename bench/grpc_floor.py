@@ -88,6 +88,48 @@ def stream(channel: grpc.Channel, count: int) -> tuple[float, float]:
     return count / (time.perf_counter() - t0), (_cpu() - c0) / count * 1e6
 
 
+def aio_unary(port: int, count: int) -> tuple[float, float]:
+    """grpc.aio's client on its own event loop thread, fed from another thread as the broker would."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    holder: dict[str, object] = {}
+
+    async def connect() -> None:
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 32 << 20)]
+        )
+        await channel.channel_ready()
+        holder["channel"] = channel
+        holder["call"] = channel.unary_unary("/b.B/U")
+
+    asyncio.run_coroutine_threadsafe(connect(), loop).result(10)
+    call = holder["call"]
+    slots = threading.Semaphore(IN_FLIGHT)
+    done = threading.Event()
+    finished = [0]
+
+    async def one() -> None:
+        await call(PAYLOAD)  # type: ignore[operator]
+        slots.release()
+        finished[0] += 1
+        if finished[0] == count:
+            done.set()
+
+    def start_one() -> None:
+        loop.create_task(one())
+
+    t0, c0 = time.perf_counter(), _cpu()
+    for _ in range(count):
+        slots.acquire()
+        loop.call_soon_threadsafe(start_one)
+    done.wait()
+    result = count / (time.perf_counter() - t0), (_cpu() - c0) / count * 1e6
+    asyncio.run_coroutine_threadsafe(holder["channel"].close(), loop).result(10)  # type: ignore[attr-defined]
+    loop.call_soon_threadsafe(loop.stop)
+    return result
+
+
 def main() -> int:
     port = free_port()
     ready = multiprocessing.Event()
@@ -102,6 +144,9 @@ def main() -> int:
     for name, run in (("unary", unary), ("stream", stream), ("unary", unary), ("stream", stream)):
         rate, cpu_us = run(channel, 5000)
         rows.append([name, f"{rate:.0f}", f"{cpu_us:.0f}"])
+    for _ in range(2):
+        rate, cpu_us = aio_unary(port, 5000)
+        rows.append(["unary, grpc.aio client", f"{rate:.0f}", f"{cpu_us:.0f}"])
     channel.close()
     server.terminate()
     print(f"gRPC, 100 KB requests, {IN_FLIGHT} in flight, one client thread")
