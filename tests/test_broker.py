@@ -473,3 +473,52 @@ def test_a_broker_without_partitions_says_what_it_waits_for_and_is_not_ready(
         assert alive.status == 200
     # And the log says it, once in a while, without being asked.
     idle.wait_for_log("waiting for partition assignment from group")
+
+
+def test_a_fast_processor_gets_batches_and_a_bad_frame_fails_alone(
+    pipeline: Callable[..., Pipeline], write_config: Callable[..., Path]
+) -> None:
+    # A backlog for a fast processor: frames waiting together go in ProcessBatch calls;
+    # an undecodable image among them is its own dead letter, its neighbours are fine.
+    line = pipeline(partitions=1, processor={"plugin": "tests.plugins.sample:behave"})
+    cameras = CAMERAS[:4]
+    bad = frame_pb2.Frame(
+        camera_id="cam-bad",
+        session_id="s",
+        seq=0,
+        width=64,
+        height=48,
+        encoding=frame_pb2.ENCODING_JPEG,
+        image=b"not a jpeg",
+    )
+    messages = frames_for(cameras, 50)
+    messages.insert(101, (b"cam-bad", bad.SerializeToString()))
+    line.feed(messages)
+    line.start_processor()
+    port = free_port()
+    config = write_config(
+        "batching.toml",
+        topics=line.topics,
+        broker={
+            "processor_addresses": [f"127.0.0.1:{line.processor_port}"],
+            "group_id": f"broker-{line.topics['frames_topic']}",
+        },
+        metrics={"enabled": True, "broker_port": port},
+    )
+    broker = line.daemons("--config", str(config), "broker", name="broker")
+    broker.wait_for_log('"event": "serving"')
+
+    records = line.results(all_results(201))
+    assert_in_order_and_complete(
+        [r for r in records if wire.decode_result(r.value).frame.camera_id != "cam-bad"],
+        cameras,
+        50,
+    )
+    (letter,) = line.dead_letters(1)
+    assert letter.stage == "broker.processor"
+    assert letter.reason.startswith("INVALID_ARGUMENT: image does not decode")
+    assert letter.source_offset == 101
+    assert scrape(port, "vspd_broker_batch_frames_count") >= 1  # batches were used
+    assert scrape(port, "vspd_broker_batch_frames_sum") >= 2 * scrape(
+        port, "vspd_broker_batch_frames_count"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from tests.plugins import sample
 from tests.support.frames import frames_for, tiny_jpeg
 from tests.support.tansu import free_port
+from vspd.broker.processor_client import batch_request
 from vspd.capture.sources.synthetic import SyntheticScene
 from vspd.config.model import ProcessorConfig
 from vspd.health.v1 import health_pb2, health_pb2_grpc
@@ -31,7 +33,7 @@ from vspd.processor.health import NOT_SERVING, SERVING
 from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import load_plugin
 from vspd.processor.server import ProcessorServer
-from vspd.v1 import frame_pb2, processor_pb2_grpc, result_pb2
+from vspd.v1 import frame_pb2, processor_pb2, processor_pb2_grpc, result_pb2
 
 # A detection counts as finding an object at IoU >= 0.5: the PASCAL VOC criterion,
 # loose enough for a box that also covers the motion blur of a moving edge.
@@ -510,3 +512,75 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(
         running.processor.Process(frame, timeout=10)
     assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "20000x20000" in (failure.value.details() or "")
+
+
+def test_a_batch_answers_each_frame_with_its_own_status_in_order(
+    start_server: Callable[..., Running],
+) -> None:
+    running = start_server(plugin="tests.plugins.sample:behave", max_batch=4)
+    info = running.processor.Describe(processor_pb2.DescribeRequest(), timeout=10)
+    assert info.max_batch == 4
+    assert 0 < info.max_batch_bytes < 16 * 1024 * 1024
+    image = np.zeros((8, 8, 3), np.uint8)
+    garbage = frame_pb2.Frame(
+        camera_id="cam",
+        session_id="s",
+        seq=2,
+        width=8,
+        height=8,
+        encoding=frame_pb2.ENCODING_JPEG,
+        image=b"nope",
+    )
+    frames = [
+        make_frame(image, 1),
+        garbage,
+        make_frame(image, 3, explode="yes"),
+        make_frame(image, 4),
+    ]
+    # Built as the broker builds it: from the frames' own bytes, not parsed again.
+    request = batch_request([frame.SerializeToString() for frame in frames])
+    assert list(processor_pb2.FrameBatch.FromString(request).frames) == frames
+    call = running.channel.unary_unary(
+        "/vspd.v1.Processor/ProcessBatch",
+        request_serializer=None,
+        response_deserializer=processor_pb2.BatchResult.FromString,
+    )
+    answer = call(request, timeout=10)
+
+    codes = [
+        grpc.StatusCode.OK.value[0] if item.HasField("result") else item.code
+        for item in answer.items
+    ]
+    assert codes == [
+        grpc.StatusCode.OK.value[0],
+        grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        grpc.StatusCode.INTERNAL.value[0],
+        grpc.StatusCode.OK.value[0],
+    ]
+    assert [item.result.frame.seq for item in answer.items if item.HasField("result")] == [1, 4]
+    assert "does not decode as ENCODING_JPEG" in answer.items[1].details
+    assert "RuntimeError: boom on 3" in answer.items[2].details
+
+    # More frames than Describe allows: the whole call is refused, plainly.
+    with pytest.raises(grpc.RpcError) as refused:
+        call(batch_request([frames[0].SerializeToString()] * 5), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 4" in refused.value.details()
+    assert call(b"", timeout=10).items == []  # an empty batch is an empty answer
+
+
+def test_a_batch_keeps_one_cameras_frames_in_order_for_a_stateful_plugin(
+    start_server: Callable[..., Running],
+) -> None:
+    running = start_server(plugin="tests.plugins.sample:strict_order", max_batch=16)
+    image = np.zeros((8, 8, 3), np.uint8)
+    cameras = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    # Interleaved as a client may send them: each camera's frames 0..5, in order.
+    frames = [make_frame(image, seq, camera=camera) for seq in range(6) for camera in cameras]
+    call = running.channel.unary_unary(
+        "/vspd.v1.Processor/ProcessBatch",
+        request_serializer=None,
+        response_deserializer=processor_pb2.BatchResult.FromString,
+    )
+    answer = call(batch_request([f.SerializeToString() for f in frames]), timeout=30)
+    assert all(item.HasField("result") for item in answer.items), [i.details for i in answer.items]

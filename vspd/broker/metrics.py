@@ -10,6 +10,12 @@ class BrokerMetrics:
         self.in_flight = Gauge(
             "vspd_broker_calls_in_flight", "gRPC calls in flight", registry=registry
         )
+        self.batch_frames = Histogram(
+            "vspd_broker_batch_frames",
+            "Frames per ProcessBatch call (frames called alone are not counted)",
+            buckets=(2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
         self.assigned = Gauge(
             "vspd_broker_assigned_partitions",
             "Partitions of the frames topic assigned to this broker (0: waiting for assignment)",

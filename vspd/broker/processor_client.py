@@ -30,6 +30,8 @@ TRANSIENT_CODES = frozenset(code for code in grpc.StatusCode if code.name in RET
 # message over a size limit (it will never fit): the details tell them apart.
 _TOO_LARGE = "larger than max"
 PROCESS_METHOD = "/vspd.v1.Processor/Process"
+BATCH_METHOD = "/vspd.v1.Processor/ProcessBatch"
+BATCH_TOO_LARGE = "batch too large for the processor"
 DESCRIBE_METHOD = "/vspd.v1.Processor/Describe"
 DESCRIBE_TIMEOUT_S = 5.0
 
@@ -55,6 +57,8 @@ class ProcessorNeeds:
 
     ordered_per_camera: bool = False
     name: str = ""
+    max_batch: int = 1  # ProcessBatch: frames per call at most (1: Process, one by one)
+    max_batch_bytes: int = 0
 
 
 Done = Callable[[CallOutcome], None]
@@ -85,6 +89,14 @@ class ProcessorClient:
             )
             for channel in self._channels
         ]
+        self._batch = [
+            channel.unary_unary(
+                BATCH_METHOD,
+                request_serializer=None,  # built from the frames' own bytes (batch_request)
+                response_deserializer=processor_pb2.BatchResult.FromString,
+            )
+            for channel in self._channels
+        ]
         self._describe = [
             channel.unary_unary(
                 DESCRIBE_METHOD,
@@ -110,6 +122,22 @@ class ProcessorClient:
             future = self._detect[index].future(request, timeout=timeout)
             future.add_done_callback(lambda f: done(_detector_outcome(f, frame, started)))
 
+    def call_batch(self, frames: list[tuple[bytes, Done]]) -> None:
+        """Several frames in one ProcessBatch call; each gets its own outcome."""
+        index = next(self._next)
+        started = time.monotonic()
+        future = self._batch[index].future(
+            batch_request([value for value, _done in frames]), timeout=self._config.call_timeout_s
+        )
+
+        def finished(future: Any) -> None:
+            for (_value, done), outcome in zip(
+                frames, _batch_outcomes(future, started, len(frames)), strict=True
+            ):
+                done(outcome)
+
+        future.add_done_callback(finished)
+
     def describe(self, done: Described) -> None:
         """Ask every processor what it needs; `done(needs, error)` on a gRPC thread.
 
@@ -128,7 +156,14 @@ class ProcessorClient:
             error = future.exception()
             if error is None:
                 info: processor_pb2.ProcessorInfo = future.result()
-                answers.append(ProcessorNeeds(info.ordered_per_camera, info.processor_name))
+                answers.append(
+                    ProcessorNeeds(
+                        info.ordered_per_camera,
+                        info.processor_name,
+                        max(1, info.max_batch),
+                        info.max_batch_bytes,
+                    )
+                )
             elif getattr(error, "code", lambda: None)() is grpc.StatusCode.UNIMPLEMENTED:
                 answers.append(ProcessorNeeds())
             else:
@@ -140,10 +175,13 @@ class ProcessorClient:
                 done(None, failed[0])
             else:
                 # Several processors: order if any of them needs it.
+                # Several processors: order if any needs it; batches all of them take.
                 done(
                     ProcessorNeeds(
                         any(a.ordered_per_camera for a in answers),
                         ",".join(sorted({a.name for a in answers if a.name})),
+                        min(a.max_batch for a in answers),
+                        min(a.max_batch_bytes for a in answers),
                     ),
                     "",
                 )
@@ -180,6 +218,69 @@ def _failure(future: Any, started: float) -> CallOutcome | None:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
     return CallOutcome(None, code, details or code.name, time.monotonic() - started)
+
+
+def batch_request(frames: list[bytes]) -> bytes:
+    """A serialized FrameBatch from serialized Frames, without parsing them again.
+
+    ``repeated Frame frames = 1``: each frame is field 1, length-delimited
+    (tag 0x0A, the length as a varint, the bytes).
+    """
+    parts = []
+    for value in frames:
+        parts.append(b"\x0a" + _varint(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _batch_outcomes(future: Any, started: float, count: int) -> list[CallOutcome]:
+    failure = _failure(future, started)
+    if failure is not None:
+        if failure.code is grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE in failure.details:
+            # The batch, not a frame, is over the processor's limit: each frame is
+            # tried again (the scheduler sends it alone), none is lost for it.
+            failure = CallOutcome(
+                None,
+                grpc.StatusCode.UNAVAILABLE,
+                f"batch too large: {failure.details}",
+                failure.seconds,
+            )
+        return [failure] * count
+    seconds = time.monotonic() - started
+    reply: processor_pb2.BatchResult = future.result()
+    if len(reply.items) != count:
+        wrong = CallOutcome(
+            None,
+            grpc.StatusCode.INTERNAL,
+            f"the processor answered {len(reply.items)} items for a batch of {count}",
+            seconds,
+        )
+        return [wrong] * count
+    outcomes = []
+    for item in reply.items:
+        if item.code == 0 and item.HasField("result"):
+            outcomes.append(CallOutcome(item.result, grpc.StatusCode.OK, "", seconds))
+        else:
+            code = _CODES.get(item.code, grpc.StatusCode.UNKNOWN)
+            if code is grpc.StatusCode.OK:  # OK without a result: a broken processor
+                code = grpc.StatusCode.INTERNAL
+            outcomes.append(CallOutcome(None, code, item.details or code.name, seconds))
+    return outcomes
 
 
 def _vspd_outcome(future: Any, started: float) -> CallOutcome:

@@ -212,8 +212,12 @@ class BrokerConfig(Section):
     processor_ca_file: str = ""
     processor_cert_file: str = ""
     processor_key_file: str = ""
-    # gRPC calls in flight, in total.
+    # Frames in processor calls at once, in total.
     max_in_flight: int = Field(default=32, ge=1, le=10_000)
+    # Frames per call at most, to a processor that takes batches (Describe's
+    # max_batch; vspd's own does): a call's fixed cost is paid once for them
+    # all. Frames that are waiting go together; none waits to fill a batch. 1: never.
+    max_batch: int = Field(default=16, ge=1, le=256)
     # Frames consumed but not yet committed, per partition (the ordered window):
     # what a crash can make the broker process again (results already written
     # are not written again). Larger than max_in_flight, so that one busy
@@ -299,6 +303,9 @@ class ProcessorConfig(Section):
     api: Literal["vspd", "detector"] = "vspd"
     concurrency: Literal["threads", "asyncio"] = "threads"
     workers: int = Field(default=4, ge=1, le=1024)
+    # ProcessBatch: the most frames one call may carry (the broker is told by
+    # Describe); a batch's frames run concurrently on the workers. 1: no batches.
+    max_batch: int = Field(default=16, ge=1, le=256)
     grace_period_s: PositiveSeconds = 10.0
     # 0: derived from kafka.message_max_bytes (the one size setting); a value
     # here may only raise the processor's limit, never lower it below a frame.

@@ -43,6 +43,9 @@ class ProcessingCore:
         self.ok = 0
         self.failed = 0
         self.in_flight = 0
+        # ProcessBatch's limits, as Describe tells them (set by the server).
+        self.max_batch = 1
+        self.max_batch_bytes = 0
 
     def set_plugin(self, plugin: LoadedPlugin) -> None:
         self.plugin = plugin
@@ -77,6 +80,8 @@ class ProcessingCore:
             processor_name=plugin.name,
             processor_version=plugin.version,
             ordered_per_camera=plugin.ordered_per_camera,
+            max_batch=self.max_batch,
+            max_batch_bytes=self.max_batch_bytes,
         )
 
     def result(self, frame: frame_pb2.Frame, output: Output, elapsed_ns: int) -> result_pb2.Result:

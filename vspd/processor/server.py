@@ -82,6 +82,12 @@ def _deadline(context: Any) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def _check_deadline(deadline: float | None) -> None:
+    """A batch's frame whose deadline passed while earlier ones ran is not worked on."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExpiredError(_EXPIRED)
+
+
 def _check_not_expired(context: Any) -> None:
     """A call whose deadline passed while it queued is not worked on (and counted as such)."""
     remaining = context.time_remaining()
@@ -120,6 +126,21 @@ class _Handler:
             call.succeeded()
             return answer
 
+    async def item(self, frame: frame_pb2.Frame, deadline: float | None) -> processor_pb2.BatchItem:
+        """One frame of a batch: the same steps as a call, the status in the answer."""
+        view = None
+        with _Call(self.core) as call:
+            try:
+                _check_deadline(deadline)
+                view = FrameView(frame, self.core.states)
+                output = await self.core.call_async(view, self.run_sync, deadline)
+                result = self.core.result(frame, output, call.elapsed_ns())
+            except Exception as exc:  # noqa: BLE001 - every failure becomes this frame's status
+                code, message = call.failed(view, exc)
+                return processor_pb2.BatchItem(code=code.value[0], details=message)
+            call.succeeded()
+            return processor_pb2.BatchItem(result=result)
+
 
 class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
     def __init__(self, core: ProcessingCore, run_sync: Callable[..., Any]) -> None:
@@ -132,6 +153,37 @@ class AsyncProcessor(processor_pb2_grpc.ProcessorServicer):
 
         result: result_pb2.Result = await self._handler.handle(context, lambda: request, reply)
         return result
+
+    async def ProcessBatch(
+        self, request: processor_pb2.FrameBatch, context: Any
+    ) -> processor_pb2.BatchResult:
+        frames = request.frames
+        if len(frames) > self.core.max_batch:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a batch of {len(frames)} frames; this processor takes at most "
+                f"{self.core.max_batch} (Describe's max_batch)",
+            )
+        if self.core.plugin is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the processor is still loading its plug-in"
+            )
+        deadline = _deadline(context)
+        # Every frame concurrently, on the workers; for a plug-in that keeps state
+        # per camera, one camera's frames one after the other, in the batch's order.
+        plugin = self.core.plugin
+        ordered = plugin is not None and plugin.ordered_per_camera
+        by_camera: dict[str, list[int]] = {}
+        for index, frame in enumerate(frames):
+            by_camera.setdefault(frame.camera_id if ordered else str(index), []).append(index)
+        items: list[processor_pb2.BatchItem | None] = [None] * len(frames)
+
+        async def camera(indices: list[int]) -> None:
+            for index in indices:
+                items[index] = await self._handler.item(frames[index], deadline)
+
+        await asyncio.gather(*(camera(indices) for indices in by_camera.values()))
+        return processor_pb2.BatchResult(items=[item for item in items if item is not None])
 
     async def Describe(
         self, _request: processor_pb2.DescribeRequest, context: Any
@@ -213,6 +265,9 @@ class ProcessorServer:
         self.health = HealthServicer(_services(config))
         self.port = 0
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix=WORKER_PREFIX)
+        if config.api == "vspd":
+            core.max_batch = config.max_batch
+            core.max_batch_bytes = max(0, max_message_bytes - 65_536)  # room for the framing
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
