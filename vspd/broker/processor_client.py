@@ -253,11 +253,12 @@ def _batch_outcomes(future: Any, started: float, count: int) -> list[CallOutcome
     if failure is not None:
         if failure.code is grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE in failure.details:
             # The batch, not a frame, is over the processor's limit: each frame is
-            # tried again (the scheduler sends it alone), none is lost for it.
+            # tried again in smaller batches (down to alone), none is lost for it.
             failure = CallOutcome(
                 None,
                 grpc.StatusCode.UNAVAILABLE,
-                f"batch too large: {failure.details}",
+                # Not gRPC's own words, which would read as "this frame never fits".
+                f"{BATCH_TOO_LARGE}; its frames are called again in smaller batches",
                 failure.seconds,
             )
         return [failure] * count
