@@ -116,8 +116,12 @@ def aio_unary(port: int, count: int) -> tuple[float, float]:
         if finished[0] == count:
             done.set()
 
+    tasks: set[asyncio.Task[None]] = set()
+
     def start_one() -> None:
-        loop.create_task(one())
+        task = loop.create_task(one())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     t0, c0 = time.perf_counter(), _cpu()
     for _ in range(count):
