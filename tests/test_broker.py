@@ -18,6 +18,7 @@ from tests.support.frames import (
     results_by_camera,
     scene_frames,
     tiny_jpeg,
+    undecodable_frame,
 )
 from tests.support.kafka import Record
 from tests.support.metrics import scrape
@@ -154,15 +155,7 @@ def test_poison_and_invalid_frames_go_to_the_dead_letter_topic(
     line = pipeline(partitions=1)
     line.start_processor()
     line.start_broker()
-    undecodable = frame_pb2.Frame(
-        camera_id="cam-x",
-        session_id="s",
-        seq=1,
-        width=64,
-        height=48,
-        encoding=frame_pb2.ENCODING_JPEG,
-        image=b"not a jpeg",
-    )
+    undecodable = undecodable_frame("cam-x", 1)
     messages = [
         *frames_for(["cam-x"], 1),
         (b"cam-x", b"\x00\x01garbage that is no Frame"),
@@ -482,15 +475,7 @@ def test_a_fast_processor_gets_batches_and_a_bad_frame_fails_alone(
     # an undecodable image among them is its own dead letter, its neighbours are fine.
     line = pipeline(partitions=1, processor={"plugin": "tests.plugins.sample:behave"})
     cameras = CAMERAS[:4]
-    bad = frame_pb2.Frame(
-        camera_id="cam-bad",
-        session_id="s",
-        seq=0,
-        width=64,
-        height=48,
-        encoding=frame_pb2.ENCODING_JPEG,
-        image=b"not a jpeg",
-    )
+    bad = undecodable_frame("cam-bad", 0)
     messages = frames_for(cameras, 50)
     messages.insert(101, (b"cam-bad", bad.SerializeToString()))
     line.feed(messages)

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.plugins import sample
-from tests.support.frames import frames_for, tiny_jpeg
+from tests.support.frames import frames_for, tiny_jpeg, undecodable_frame
 from tests.support.tansu import free_port
 from vspd.broker.processor_client import batch_request
 from vspd.capture.sources.synthetic import SyntheticScene
@@ -316,15 +316,7 @@ def test_bad_image_is_invalid_argument_and_plugin_error_is_internal(
     start_server: Callable[..., Running], concurrency: str
 ) -> None:
     running = start_server(plugin="tests.plugins.sample:behave", concurrency=concurrency)
-    garbage = frame_pb2.Frame(
-        camera_id="cam",
-        session_id="s",
-        seq=1,
-        width=8,
-        height=8,
-        encoding=frame_pb2.ENCODING_JPEG,
-        image=b"nope",
-    )
+    garbage = undecodable_frame("cam", 1, 8, 8)
     with pytest.raises(grpc.RpcError) as bad:
         running.processor.Process(garbage, timeout=10)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -522,15 +514,7 @@ def test_a_batch_answers_each_frame_with_its_own_status_in_order(
     assert info.max_batch == 4
     assert 0 < info.max_batch_bytes < 16 * 1024 * 1024
     image = np.zeros((8, 8, 3), np.uint8)
-    garbage = frame_pb2.Frame(
-        camera_id="cam",
-        session_id="s",
-        seq=2,
-        width=8,
-        height=8,
-        encoding=frame_pb2.ENCODING_JPEG,
-        image=b"nope",
-    )
+    garbage = undecodable_frame("cam", 2, 8, 8)
     frames = [
         make_frame(image, 1),
         garbage,

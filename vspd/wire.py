@@ -61,6 +61,24 @@ class BadMessageError(VspdError):
     """A Kafka message that is not what its topic promises (poison input)."""
 
 
+def length_delimited(field_tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited protobuf field from bytes already serialized (no parse, no copy
+    of a message object): the tag, the length as a varint, the payload."""
+    return b"".join((field_tag, _varint(len(payload)), payload))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
 def frame_key(camera_id: str) -> bytes:
     """The Kafka key of a camera's frames and results: keeps a camera in one partition."""
     return camera_id.encode()

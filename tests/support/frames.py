@@ -102,3 +102,16 @@ def scene_frames(
             frame.metadata[TRUTH_METADATA_KEY] = boxes_to_metadata(boxes)
             messages.append((wire.frame_key(camera), frame.SerializeToString()))
     return messages
+
+
+def undecodable_frame(camera: str, seq: int, width: int = 64, height: int = 48) -> frame_pb2.Frame:
+    """A valid Frame whose image is not the JPEG it says it is: the processor refuses it."""
+    return frame_pb2.Frame(
+        camera_id=camera,
+        session_id="s",
+        seq=seq,
+        width=width,
+        height=height,
+        encoding=frame_pb2.ENCODING_JPEG,
+        image=b"not a jpeg",
+    )

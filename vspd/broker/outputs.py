@@ -41,18 +41,6 @@ def parse_source_header(value: bytes) -> tuple[str, int, int] | None:
         return None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 class OutputBuilder:
     def __init__(self, kafka: KafkaConfig, broker: BrokerConfig) -> None:
         self._kafka = kafka
@@ -150,4 +138,4 @@ def _without_image(frame: frame_pb2.Frame) -> bytes:
 
 def _with_frame(result_bytes: bytes, frame_bytes: bytes) -> bytes:
     """Result bytes plus field 1: protobuf merges concatenated fields, so this *is* the Result."""
-    return b"".join((result_bytes, _FRAME_TAG, _varint(len(frame_bytes)), frame_bytes))
+    return result_bytes + wire.length_delimited(_FRAME_TAG, frame_bytes)

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from vspd import wire
 from vspd.config.model import BrokerConfig
 from vspd.legacy import detector_pb2, detector_pb2_grpc
 from vspd.runtime.retry import RETRIABLE_GRPC_CODES
@@ -221,28 +222,9 @@ def _failure(future: Any, started: float) -> CallOutcome | None:
 
 
 def batch_request(frames: list[bytes]) -> bytes:
-    """A serialized FrameBatch from serialized Frames, without parsing them again.
-
-    ``repeated Frame frames = 1``: each frame is field 1, length-delimited
-    (tag 0x0A, the length as a varint, the bytes).
-    """
-    parts = []
-    for value in frames:
-        parts.append(b"\x0a" + _varint(len(value)))
-        parts.append(value)
-    return b"".join(parts)
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    """A serialized FrameBatch from serialized Frames, without parsing them again
+    (``repeated Frame frames = 1``: each frame is field 1, length-delimited)."""
+    return b"".join(wire.length_delimited(b"\x0a", value) for value in frames)
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
