@@ -30,26 +30,20 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_short_demo_passes_and_its_report_shows_alerts(tmp_path: Path) -> None:
-    report = tmp_path / "report"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vspd",
-            "demo",
-            "--cameras",
-            "2",
-            "--duration",
-            "15",
-            "--report-dir",
-            str(report),
-        ],
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    """`vspd demo ARGS` as a user runs it, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "vspd", "demo", *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_short_demo_passes_and_its_report_shows_alerts(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    run = run_demo("--cameras", "2", "--duration", "15", "--report-dir", str(report))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     summary = out[out.index("vspd demo summary") :]
@@ -107,23 +101,13 @@ def test_a_camera_that_cannot_open_is_named_with_its_reason_and_fails_the_verdic
 ) -> None:
     closed = free_port()  # nothing listens there
     report = tmp_path / "report"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vspd",
-            "demo",
-            "--source",
-            f"rtsp://admin:hunter2@127.0.0.1:{closed}/live",
-            "--duration",
-            "8",
-            "--report-dir",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_demo(
+        "--source",
+        f"rtsp://admin:hunter2@127.0.0.1:{closed}/live",
+        "--duration",
+        "8",
+        "--report-dir",
+        str(report),
     )
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     reason = (
@@ -143,25 +127,15 @@ def test_a_camera_that_cannot_open_is_named_with_its_reason_and_fails_the_verdic
 def test_a_demo_on_the_users_cluster_deletes_its_topics(bootstrap: str, tmp_path: Path) -> None:
     from confluent_kafka.admin import AdminClient
 
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vspd",
-            "demo",
-            "--bootstrap-servers",
-            bootstrap,
-            "--cameras",
-            "1",
-            "--duration",
-            "6",
-            "--report-dir",
-            str(tmp_path / "report"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_demo(
+        "--bootstrap-servers",
+        bootstrap,
+        "--cameras",
+        "1",
+        "--duration",
+        "6",
+        "--report-dir",
+        str(tmp_path / "report"),
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     deleted = re.search(r"deleted the demo's topics from \S+: (.*)", run.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -175,13 +176,17 @@ def test_real_daemon_notifies_and_stops_gracefully_on_sigterm(
     assert '"daemon": "processor"' in log
 
 
-def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path: Path) -> None:
+@contextlib.contextmanager
+def processor_with_a_call_that_never_ends(
+    write_config: Callable[..., Path], tmp_path: Path, grace_period_s: float
+) -> Iterator[DaemonProcess]:
+    """A real processor whose one call blocks in the plug-in for ever (a gate never opened)."""
     port, metrics_port = free_tcp_port(), free_tcp_port()
     config = write_config(
         processor={
             "listen": f"127.0.0.1:{port}",
             "plugin": "tests.plugins.sample:behave",
-            "grace_period_s": 60.0,
+            "grace_period_s": grace_period_s,
         },
         metrics={"enabled": True, "processor_port": metrics_port},
     )
@@ -189,13 +194,22 @@ def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         daemon.wait_for_log('"event": "serving"')
-        # A call that never finishes by itself keeps the drain waiting for its grace period.
         frame = frame_pb2.Frame.FromString(frames_for(["held"], 1)[0][1])
         frame.metadata["gate"] = "never-opened"
         call = processor_pb2_grpc.ProcessorStub(channel).Process.future(frame, timeout=120)
         wait_until(
             lambda: scrape_or_zero(metrics_port, "vspd_processor_in_flight") >= 1, 30, "the call"
         )
+        yield daemon
+        call.cancel()
+    finally:
+        channel.close()
+        daemon.stop()
+
+
+def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # The call keeps the drain waiting for its 60-second grace period.
+    with processor_with_a_call_that_never_ends(write_config, tmp_path, 60.0) as daemon:
         daemon.signal(signal.SIGINT)
         daemon.wait_for_log('"event": "draining"')
         # It says what it waits for, and how not to wait.
@@ -204,10 +218,6 @@ def test_second_sigint_exits_at_once(write_config: Callable[..., Path], tmp_path
         assert '"status": "tests.plugins.sample:behave on :' in draining
         daemon.signal(signal.SIGINT)
         assert daemon.wait(30) == 130  # did not wait for the 60-second grace period
-        call.cancel()
-    finally:
-        channel.close()
-        daemon.stop()
 
 
 def test_a_status_with_any_text_reaches_systemd_as_utf8(notify_socket: NotifySocket) -> None:
@@ -240,29 +250,7 @@ def test_at_a_terminal_the_status_line_is_printed_now_and_then() -> None:
 def test_a_plugin_call_that_never_ends_does_not_hold_the_exit(
     write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    port, metrics_port = free_tcp_port(), free_tcp_port()
-    config = write_config(
-        processor={
-            "listen": f"127.0.0.1:{port}",
-            "plugin": "tests.plugins.sample:behave",
-            "grace_period_s": 1.0,
-        },
-        metrics={"enabled": True, "processor_port": metrics_port},
-    )
-    daemon = DaemonProcess(["--config", str(config), "processor"], tmp_path / "p.log").start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        daemon.wait_for_log('"event": "serving"')
-        frame = frame_pb2.Frame.FromString(frames_for(["held"], 1)[0][1])
-        frame.metadata["gate"] = "never-opened"  # the plug-in blocks for ever on it
-        call = processor_pb2_grpc.ProcessorStub(channel).Process.future(frame, timeout=120)
-        wait_until(
-            lambda: scrape_or_zero(metrics_port, "vspd_processor_in_flight") >= 1, 30, "the call"
-        )
+    with processor_with_a_call_that_never_ends(write_config, tmp_path, 1.0) as daemon:
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(60) == 0  # after the 1 s grace, not never
         assert "exiting with plug-in calls still running" in daemon.log()
-        call.cancel()
-    finally:
-        channel.close()
-        daemon.stop()

@@ -12,28 +12,12 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.support.frames import tiny_jpeg
+from tests.support.frames import camera_frame
 from tests.support.kafka import produce, read_to_end
-from vspd import wire
 from vspd.config import load_config
 from vspd.runtime.topic_reader import TopicReader
-from vspd.v1 import frame_pb2
 
 SECOND = 1_000_000_000
-
-
-def frame(camera: str, session: str, seq: int, at_ns: int) -> tuple[bytes, bytes]:
-    message = frame_pb2.Frame(
-        camera_id=camera,
-        session_id=session,
-        seq=seq,
-        capture_time_unix_ns=at_ns,
-        width=64,
-        height=48,
-        encoding=frame_pb2.ENCODING_JPEG,
-        image=tiny_jpeg(),
-    )
-    return wire.frame_key(camera), message.SerializeToString()
 
 
 def commit_everything(bootstrap: str, group: str, topic: str, partitions: int) -> None:
@@ -68,9 +52,13 @@ def test_status_names_stale_cameras_gaps_lag_and_dead_letters(
     door, gate = str(uuid.uuid4()), str(uuid.uuid4())
     # door: 10 fps until now, seq 10 lost before Kafka; gate: its last frame 10 minutes ago.
     messages = [
-        frame("door", door, seq, now - (30 - seq) * SECOND // 10) for seq in range(30) if seq != 10
+        camera_frame("door", door, seq, now - (30 - seq) * SECOND // 10)
+        for seq in range(30)
+        if seq != 10
     ]
-    messages += [frame("gate", gate, seq, now - 600 * SECOND + seq * SECOND) for seq in range(5)]
+    messages += [
+        camera_frame("gate", gate, seq, now - 600 * SECOND + seq * SECOND) for seq in range(5)
+    ]
     produce(bootstrap, topics["frames_topic"], messages)
     produce(bootstrap, topics["dead_letter_topic"], [(None, b"dead 1"), (None, b"dead 2")])
     config = write_config(
@@ -124,7 +112,7 @@ def test_status_exits_0_when_everything_is_fresh_and_done(
     produce(
         bootstrap,
         topics["frames_topic"],
-        [frame("door", session, s, now - (9 - s) * SECOND // 10) for s in range(10)],
+        [camera_frame("door", session, s, now - (9 - s) * SECOND // 10) for s in range(10)],
     )
     groups = {"broker": f"b-{topics['frames_topic']}", "alerts": f"a-{topics['frames_topic']}"}
     config = write_config(

@@ -115,3 +115,19 @@ def undecodable_frame(camera: str, seq: int, width: int = 64, height: int = 48) 
         encoding=frame_pb2.ENCODING_JPEG,
         image=b"not a jpeg",
     )
+
+
+def camera_frame(camera: str, session: str, seq: int, at_ns: int) -> tuple[bytes, bytes]:
+    """(key, value) of one frame captured at `at_ns`, as a camera writes it."""
+    frame = frame_pb2.Frame(
+        camera_id=camera,
+        session_id=session,
+        seq=seq,
+        capture_time_unix_ns=at_ns,
+        capture_monotonic_ns=at_ns,
+        width=64,
+        height=48,
+        encoding=frame_pb2.ENCODING_JPEG,
+        image=tiny_jpeg(),
+    )
+    return wire.frame_key(camera), frame.SerializeToString()
