@@ -215,20 +215,25 @@ class BootedSystem:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + timeout_s
-        while not self.leader:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-            with contextlib.suppress(OSError):
-                pids = children.read_text().split()
-                if pids:
-                    self.leader = int(pids[0])
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"container did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
+        try:
+            self._wait_until_up(time.monotonic() + timeout_s)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _wait_until_up(self, deadline: float) -> None:
+        assert self.process is not None
         while True:
-            state = self.sh("systemctl is-system-running || true").strip()
-            if state in ("running", "degraded"):
-                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"container exited:\n{self.log.read_text()[-3000:]}")
+            self.leader = container_init(self.process.pid)
+            if self.leader:
+                state = self.sh("systemctl is-system-running || true").strip()
+                if state in ("running", "degraded"):
+                    return
+            else:
+                state = "no init process yet"
             if time.monotonic() > deadline:
                 raise RuntimeError(f"container not up ({state}):\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
@@ -261,9 +266,38 @@ class BootedSystem:
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGKILL)
-                self.process.wait()
+                self.kill()
         self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+def container_init(nspawn_pid: int) -> int:
+    """The container's PID 1 among nspawn's descendants, or 0 while there is none yet.
+
+    nspawn forks an intermediate child that forks the container's init and exits, so its
+    first child is not necessarily init: init is the process that is PID 1 in a namespace
+    of its own (the last NSpid field is 1).
+    """
+    pending = [nspawn_pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        nspids = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
+        )
+        if len(nspids) > 1 and nspids[-1] == "1":
+            return pid
+        pending.extend(int(child) for child in children)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
