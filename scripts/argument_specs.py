@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, type[BaseModel], str]] = {
     "vspd_processor": ("processor", model.ProcessorConfig, "dict"),
     "vspd_alerts": ("alerts", model.AlertsConfig, "dict"),
     "vspd_tracking": ("tracking", model.TrackingConfig, "dict"),
+    "vspd_web": ("web", model.WebConfig, "dict"),
     "vspd_metrics": ("metrics", model.MetricsConfig, "dict"),
     "vspd_logging": ("logging", model.LoggingConfig, "dict"),
 }

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.kafka import create_topics, unique_name
+from tests.support.peers import Mosquitto
 from tests.support.processes import DaemonProcess
 from tests.support.tansu import TansuBroker, free_port
 from vspd.config.toml_writer import render_toml
@@ -122,3 +123,11 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         if daemon.process is not None and daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """Debian's mosquitto on loopback, with a subscriber to everything."""
+    broker = Mosquitto(tmp_path)
+    yield broker
+    broker.close()

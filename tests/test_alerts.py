@@ -39,13 +39,6 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path)
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
     server = SmtpServer(tmp_path)
     yield server

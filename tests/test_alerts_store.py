@@ -42,8 +42,8 @@ def test_an_old_database_is_upgraded_and_keeps_its_history(tmp_path: Path) -> No
             ("door", "gate"): store.RuleStateRecord([900, 1000], 1000)
         }
         assert store.last_seq(connection, "gate", "s1") == 7
-        [(event, attempts)] = store.claim_due(connection, "ops")
-        assert (event.key, attempts) == ("door/gate/s1/7", 0)
+        [due] = store.claim_due(connection, "ops")
+        assert (due.event.key, due.attempts, due.kind) == ("door/gate/s1/7", 0, store.ALERT)
         assert store.claim_due(connection, "home") == []  # delivered stays delivered
         assert store.pending_counts(connection) == {"ops": 1}
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from tests.support.kafka import create_topics, unique_name
-from vspd.broker.outputs import source_header
 from vspd.broker.recovery import WrittenResults
 from vspd.config.model import KafkaConfig
+from vspd.wire import source_header
 
 
 def write_results(bootstrap: str, topic: str, sources: list[tuple[str, int, int] | None]) -> None:

@@ -36,6 +36,7 @@ RUN_BY: dict[str, str] = {
     "vspd --config vspd.toml broker": "tests/test_broker.py::test_two_brokers_share_partitions_and_survive_losing_one",
     "vspd --config vspd.toml capture --camera synthetic-1": "tests/test_capture.py::test_synthetic_cameras_arrive_complete_and_in_order",
     "vspd --config vspd.toml alerts": "tests/test_alerts.py::test_alert_reaches_every_sink_once_with_signature_snapshot_and_attachment",
+    "vspd --config vspd.toml replay --since 2026-11-30T08:00 --until 2026-11-30T20:00 --camera porch --results-topic results-new-model --processor-address 127.0.0.1:50061": "tests/test_replay.py::test_replay_writes_one_result_per_frame_of_the_period_in_order",
     "vspd --config vspd.toml status": "tests/test_status.py::test_status_names_stale_cameras_gaps_lag_and_dead_letters",
     "vspd processor --try street.jpg": "tests/test_user_mistakes.py::test_a_plugin_next_to_the_config_imports_and_can_be_tried_on_an_image",
     "vspd report --since 2026-11-24 --until 2026-11-25 --out /tmp/report": "tests/test_alerts.py::test_report_renders_in_headless_chromium",

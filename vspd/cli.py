@@ -163,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames read from the end of each frames partition (default 64)",
     )
 
+    replay = command(
+        commands,
+        "replay",
+        "run retained frames of a period through a processor into another results topic",
+        "Run the frames Kafka still holds for a period through a processor, with the broker's "
+        "machinery (per-camera order, retries, dead letters, tracking), into another results "
+        "topic; exit 0 only when every frame of the period has its result. Interrupted, the "
+        "same command again continues where it stopped.",
+    )
+    replay.add_argument("--since", required=True, help="ISO time or date: the period's start")
+    replay.add_argument("--until", required=True, help="ISO time or date: the period's end")
+    replay.add_argument(
+        "--camera", action="append", metavar="ID", help="only this camera (repeatable)"
+    )
+    replay.add_argument(
+        "--results-topic", required=True, metavar="TOPIC", help="where the results go"
+    )
+    replay.add_argument(
+        "--processor-address",
+        metavar="HOST:PORT",
+        help="the processor to use (default: [broker] processor_addresses)",
+    )
+    replay.add_argument(
+        "--processor-api",
+        choices=["vspd", "detector"],
+        help="its API (default: [broker] processor_api)",
+    )
+
     check = command(
         commands,
         "check-config",
@@ -261,6 +289,7 @@ _COMMANDS = {
     "demo": "vspd.demo.runner",
     "report": "vspd.alerts.reports",
     "status": "vspd.observe.status",
+    "replay": "vspd.broker.replay",
 }
 
 

@@ -39,3 +39,15 @@ def png_size(data: bytes) -> tuple[int, int] | None:
         return None
     width, height = struct.unpack(">II", data[16:24])
     return int(width), int(height)
+
+
+# The alerts daemon draws snapshots, the live page's frames and clips: a frame
+# whose header declares more pixels than this is not decoded there (a 4K
+# camera is 8.3 megapixels).
+MAX_DRAWN_PIXELS = 40_000_000
+
+
+def declares_at_most(data: bytes, max_pixels: int = MAX_DRAWN_PIXELS) -> bool:
+    """False when a JPEG or PNG header claims more pixels than `max_pixels` (a decoding bomb)."""
+    declared = jpeg_size(data) or png_size(data)
+    return declared is None or declared[0] * declared[1] <= max_pixels

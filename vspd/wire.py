@@ -222,3 +222,30 @@ def _check_map(entries: object, where: str) -> None:
     for key, text in items.items():
         if len(key) > MAX_TEXT or len(text) > MAX_ATTRIBUTE_VALUE:
             raise BadMessageError(f"{where} attribute {_shown(key)} is too long")
+
+
+# -- where a result's frame is ------------------------------------------------
+# The broker names each result's frame by its Kafka position (a record header):
+# recovery finds what a predecessor wrote by it, the alerts daemon reads clips.
+SOURCE_HEADER = "vspd-source"
+
+
+def source_header(topic: str, partition: int, offset: int) -> tuple[str, bytes]:
+    return (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())
+
+
+def parse_source_header(value: bytes) -> tuple[str, int, int] | None:
+    """(topic, partition, offset), or None for a value that is not one (any bytes may come)."""
+    try:
+        topic, partition, offset = value.decode().rsplit(":", 2)
+        position = topic, int(partition), int(offset)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return position if position[1] >= 0 and position[2] >= 0 else None
+
+
+def source_of(headers: list[tuple[str, bytes | None]] | None) -> tuple[str, int, int] | None:
+    for name, value in headers or ():
+        if name == SOURCE_HEADER and value is not None:
+            return parse_source_header(value)
+    return None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import cv2
 import numpy as np
+from confluent_kafka import Producer
 
 from tests.support.kafka import Record
 from vspd import wire
@@ -131,3 +133,27 @@ def camera_frame(camera: str, session: str, seq: int, at_ns: int) -> tuple[bytes
         image=tiny_jpeg(),
     )
     return wire.frame_key(camera), frame.SerializeToString()
+
+
+def produce_frames(
+    bootstrap: str, topic: str, frames: list[frame_pb2.Frame]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Write frames as capture does (keyed by camera, stamped with their capture time);
+    returns (camera, seq) -> (partition, offset) where Kafka put each."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    positions: dict[tuple[str, int], tuple[int, int]] = {}
+    for item in frames:
+
+        def on_delivery(error: object, message: Any, frame: frame_pb2.Frame = item) -> None:
+            assert error is None, error
+            positions[(frame.camera_id, frame.seq)] = (message.partition(), message.offset())
+
+        producer.produce(
+            topic,
+            value=item.SerializeToString(),
+            key=wire.frame_key(item.camera_id),
+            on_delivery=on_delivery,
+            timestamp=item.capture_time_unix_ns // 1_000_000,
+        )
+    assert producer.flush(30) == 0
+    return positions

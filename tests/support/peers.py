@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -79,9 +80,13 @@ class WebhookReceiver:
                     self.send_response(500)
                     self.end_headers()
                     return
-                event_id = self.headers.get("X-Vspd-Event-Id", "")
-                if receiver.idempotent and event_id in {
-                    r.headers.get("X-Vspd-Event-Id") for r in receiver.accepted
+                delivery = (
+                    self.headers.get("X-Vspd-Event-Id", ""),
+                    self.headers.get("X-Vspd-Delivery", ""),
+                )
+                if receiver.idempotent and delivery in {
+                    (r.headers.get("X-Vspd-Event-Id"), r.headers.get("X-Vspd-Delivery"))
+                    for r in receiver.accepted
                 }:
                     receiver.repeats += 1
                 else:
@@ -101,7 +106,12 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def event_ids(self) -> list[str]:
-        return [r.json["event_id"] for r in self.accepted]
+        """The alerts received (not their clips' follow-ups)."""
+        return [r.json["event_id"] for r in self.accepted if "type" not in r.json]
+
+    def clips(self) -> list[dict[str, Any]]:
+        """The clip_ready follow-ups received."""
+        return [r.json for r in self.accepted if r.json.get("type") == "clip_ready"]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -142,6 +152,35 @@ class Mosquitto:
         client.loop_start()
         assert self._connected.wait(30)
         self.client = client
+
+    def retained(self) -> dict[str, bytes]:
+        """Every retained message now: what a client connecting now is given.
+
+        A marker published after the subscription is acknowledged arrives after
+        the retained messages, so their end is an event, not a timeout.
+        """
+        marker = f"test/marker/{uuid.uuid4()}"
+        found: dict[str, bytes] = {}
+        done = threading.Event()
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+
+        def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+            if message.topic == marker:
+                done.set()
+            elif message.retain:
+                found[message.topic] = bytes(message.payload)
+
+        client.on_message = on_message
+        client.on_subscribe = lambda c, *_a: c.publish(marker, b"end", qos=1)
+        client.on_connect = lambda c, *_a: c.subscribe("#", qos=1)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        try:
+            assert done.wait(30), "the marker never came back"
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        return found
 
     def close(self) -> None:
         self.client.loop_stop()

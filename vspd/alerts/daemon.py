@@ -28,12 +28,16 @@ from prometheus_client import CollectorRegistry
 
 from vspd import wire
 from vspd.alerts import snapshots, store
+from vspd.alerts.clips import DUE_GRACE_NS, ClipWorker
 from vspd.alerts.delivery import DeliveryWorker
 from vspd.alerts.errors import AlertsError
+from vspd.alerts.home_assistant import HomeAssistantBridge
+from vspd.alerts.live import LiveAlert, LiveState
 from vspd.alerts.metrics import AlertsMetrics
 from vspd.alerts.report_worker import ReportWorker
 from vspd.alerts.rules import ObjectState, Rule, RuleState, Trigger, build_rules, forget_stale
 from vspd.alerts.sinks import build_sink
+from vspd.alerts.web.server import LivePage
 from vspd.config import VspdConfig
 from vspd.runtime.kafka import KafkaErrorLog, consumer_settings, producer_settings
 from vspd.runtime.lifecycle import StopFlag
@@ -84,10 +88,17 @@ class AlertsDaemon:
         self.object_states: dict[tuple[str, str], dict[int, ObjectState]] = {}
         self.workers: list[DeliveryWorker] = []
         self.report_worker = ReportWorker(self.database, self.settings)
+        self.clip_worker = ClipWorker(config, self.database, self._clip_made)
+        self._source: tuple[str, int] | None = None  # the frame of the result in hand
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
         # A `log` sink writes each alert to the journal: no second line for it.
         self._log_sinks = {sink.name for sink in self.settings.sinks if sink.type == "log"}
+        # What each camera shows now, for the live page and Home Assistant (when either is on).
+        self._discovery = [s for s in self.settings.sinks if s.type == "mqtt" and s.discovery]
+        self.live = LiveState() if config.web.enabled or self._discovery else None
+        self.bridges: list[HomeAssistantBridge] = []
+        self.page: LivePage | None = None
         self.assignment = AssignmentWait(
             self.settings.group_id, config.kafka.results_topic, self.metrics.assigned
         )
@@ -141,6 +152,9 @@ class AlertsDaemon:
             worker.start()
             self.workers.append(worker)
         self.report_worker.start()
+        if self.settings.clips:
+            self.clip_worker.start()
+        self._start_live_views()
         self.consumer.subscribe([self.config.kafka.results_topic], on_revoke=self._on_revoke)
         log.info(
             "consuming",
@@ -166,10 +180,48 @@ class AlertsDaemon:
             self._commit_offsets(messages)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             if created:
-                for worker in self.workers:
-                    worker.wake.set()
+                self._wake_workers()
+                self.clip_worker.wake.set()
+
+    def _wake_workers(self) -> None:
+        for worker in self.workers:
+            worker.wake.set()
+
+    def _clip_made(self, event: store.EventRecord, clip: store.MadeClip) -> None:
+        """On the clip worker's thread: its follow-ups are due, the live page may show it."""
+        self._wake_workers()
+        if self.live is not None and clip.path is not None:
+            self.live.clip_made(event.camera, event.key, clip.path)
+
+    def _start_live_views(self) -> None:
+        if self.live is None:
+            return
+        for sink in self._discovery:
+            bridge = HomeAssistantBridge(
+                sink, self.rules, [c.id for c in self.config.cameras], self.live, self.database
+            )
+            bridge.start()
+            self.bridges.append(bridge)
+        if self.config.web.enabled:
+            page = LivePage(self.config, self.live)
+            try:
+                page.start()
+                self.page = page
+            except OSError as exc:
+                # The page is for people looking; a taken port must not stop the alerts.
+                log.error(  # noqa: TRY400 - the reason is enough, no traceback
+                    "live page unavailable",
+                    host=self.config.web.host,
+                    port=self.config.web.port,
+                    error=exc.strerror,
+                )
 
     def drain(self) -> None:
+        if self.page is not None:
+            self.page.stop()
+        for bridge in self.bridges:
+            bridge.stop()
+        self.clip_worker.stop()
         for worker in self.workers:
             worker.stop()
         self.report_worker.stop()  # renders what changed a last time
@@ -214,6 +266,8 @@ class AlertsDaemon:
             self._reject(message, "alerts.decode", str(exc))
             return 0
         drawings = len(self._drawings)
+        position = wire.source_of(message.headers())
+        self._source = position[:2] if position is not None else None
         try:
             with store.isolated(connection):
                 return self._record_result(connection, result)
@@ -260,6 +314,13 @@ class AlertsDaemon:
             store.save_last_seq(connection, frame.camera_id, frame.session_id, frame.seq)
         self.metrics.results.inc()
         self._aggregate(connection, result, gaps)
+        if self.live is not None:
+            holding = [
+                rule.config.name
+                for rule in self.rules
+                if rule.applies_to(frame.camera_id) and rule.matching(result)
+            ]
+            self.live.observe(result, gaps, holding)
         created = 0
         for rule in self.rules:
             if not rule.applies_to(frame.camera_id):
@@ -356,6 +417,21 @@ class AlertsDaemon:
         event_id = store.insert_event(connection, event, sinks)
         if event_id is None:
             return 0  # this event exists already: no second one, no second delivery
+        if self.settings.clips:
+            self._request_clip(connection, event_id, frame)
+        if self.live is not None:
+            self.live.alert(
+                frame.camera_id,
+                LiveAlert(
+                    key=key,
+                    rule=trigger.rule.name,
+                    label=trigger.label,
+                    message=trigger.message,
+                    severity=trigger.rule.severity,
+                    time_ns=frame.capture_time_unix_ns,
+                    snapshot=None,
+                ),
+            )
         if snapshot is not None:
             store.hold_deliveries(connection, event_id, store.now_ns() + int(SNAPSHOT_HOLD_S * 1e9))
             highlight = {d["label"] for d in trigger.detections}
@@ -381,6 +457,20 @@ class AlertsDaemon:
         if not any(name in self._log_sinks for name in sinks):  # else the log sink says it
             log.info("alert raised", event_id=key, label=trigger.label, sinks=sinks)
         return 1
+
+    def _request_clip(
+        self, connection: sqlite3.Connection, event_id: int, frame: frame_pb2.Frame
+    ) -> None:
+        """The clip is due once its after-window has passed (later frames are in Kafka by then)."""
+        before_ns = int(self.settings.clip_before_s * 1e9)
+        after_ns = int(self.settings.clip_after_s * 1e9)
+        now = store.now_ns()
+        behind_ns = max(0, now - frame.capture_time_unix_ns)  # a backlog: they are there already
+        due = now + max(0, after_ns - behind_ns) + DUE_GRACE_NS
+        start = frame.capture_time_unix_ns - before_ns
+        store.request_clip(
+            connection, event_id, self._source, start, frame.capture_time_unix_ns + after_ns, due
+        )
 
     def _save_rule_states(self, connection: sqlite3.Connection) -> None:
         dirty = [(key, state) for key, state in self.rule_states.items() if state.dirty]
@@ -449,6 +539,10 @@ class AlertsDaemon:
             except Exception as exc:  # noqa: BLE001 - a full disk, a hostile image: sent without it
                 log.warning("snapshot not saved", event_id=drawing.key, error=str(exc))
                 drawn[drawing.event_id] = None
+        if self.live is not None:
+            for drawing in self._drawings:
+                path = drawn[drawing.event_id]
+                self.live.snapshot_drawn(drawing.result.frame.camera_id, drawing.key, path)
         self._drawings.clear()
         with store.transaction(self.connection) as connection:
             store.release_deliveries(connection, drawn)

@@ -25,6 +25,8 @@ from vspd.runtime.retry import backoff_delay
 log = structlog.get_logger(__name__)
 
 _IDLE_WAIT_S = 5.0
+SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024
+CLIP_MAX_BYTES = 64 * 1024 * 1024  # sinks attach less (ntfy 15 MB, mail 10 MB) or link it
 
 
 class DeliveryWorker:
@@ -82,19 +84,22 @@ class DeliveryWorker:
 
     def _deliver_due(self, connection: sqlite3.Connection) -> bool:
         claimed = store.claim_due(connection, self.sink.name)
-        for event, attempts in claimed:
+        for due in claimed:
             if self.stopping.is_set():
                 return False
-            snapshot = self._snapshot(event.snapshot)
+            event = due.event
             try:
-                self.sink.deliver(event, snapshot)
+                if due.kind == store.CLIP:
+                    self._deliver_clip(connection, event)
+                else:
+                    self.sink.deliver(event, self._file(event.snapshot, SNAPSHOT_MAX_BYTES))
             except DeliveryError as exc:
-                self._failed(connection, event, attempts + 1, exc)
+                self._failed(connection, due, exc)
             except Exception as exc:
                 log.exception("sink raised", sink=self.sink.name, event_id=event.key)
-                self._failed(connection, event, attempts + 1, DeliveryError(repr(exc)))
+                self._failed(connection, due, DeliveryError(repr(exc)))
             else:
-                store.mark_delivered(connection, event.id, self.sink.name)
+                store.mark_delivered(connection, event.id, self.sink.name, due.kind)
                 self.delivered += 1
                 self._delivered_metric.inc()
                 if self.failing_since is not None:
@@ -104,20 +109,21 @@ class DeliveryWorker:
         self._pending_metric.set(store.pending_counts(connection).get(self.sink.name, 0))
         return bool(claimed)
 
-    def _failed(
-        self,
-        connection: sqlite3.Connection,
-        event: store.EventRecord,
-        attempts: int,
-        error: DeliveryError,
-    ) -> None:
+    def _deliver_clip(self, connection: sqlite3.Connection, event: store.EventRecord) -> None:
+        clip = store.clip_of(connection, event.id)
+        if clip is None:
+            raise DeliveryError("the clip is not in the store", retriable=False)
+        self.sink.deliver_clip(event, clip, self._file(clip.path, CLIP_MAX_BYTES))
+
+    def _failed(self, connection: sqlite3.Connection, due: store.Due, error: DeliveryError) -> None:
+        attempts = due.attempts + 1
         limit = self.config.max_attempts
         final = not error.retriable or (limit and attempts >= limit)
         retry_at = None
         if not final:
             delay = retry_delay_s(self.alerts, attempts, error)
             retry_at = store.now_ns() + int(delay * 1e9)
-        store.mark_failed(connection, event.id, self.sink.name, str(error), retry_at)
+        store.mark_failed(connection, due.event.id, self.sink.name, str(error), retry_at, due.kind)
         self._failed_metric.labels(self.sink.name, "given_up" if final else "retry").inc()
         if self.failing_since is None:
             self.failing_since = time.monotonic()
@@ -125,17 +131,22 @@ class DeliveryWorker:
         log.warning(
             "delivery failed",
             sink=self.sink.name,
-            event_id=event.key,  # the id every log line, header and payload uses
+            event_id=due.event.key,  # the id every log line, header and payload uses
+            delivery=due.kind,
             attempts=attempts,
             error=str(error),
             given_up=bool(final),
         )
 
-    def _snapshot(self, relative: str | None) -> bytes | None:
+    def _file(self, relative: str | None, limit: int) -> bytes | None:
+        """A snapshot or clip under state_dir; None if gone, or too big to send along."""
         if not relative:
             return None
         try:
-            return (Path(self.alerts.state_dir) / relative).read_bytes()
+            path = Path(self.alerts.state_dir) / relative
+            if path.stat().st_size > limit:
+                return None
+            return path.read_bytes()
         except OSError:
             return None
 

@@ -28,6 +28,7 @@ from vspd.alerts import store
 from vspd.alerts.errors import AlertsError
 from vspd.alerts.snapshots import thumbnail
 from vspd.config import VspdConfig
+from vspd.runtime.moments import parse_period
 from vspd.runtime.paths import UnsafePathError, inside, relative_link, safe_name
 
 BUCKET_NS = store.BUCKET_NS
@@ -131,6 +132,7 @@ def gather(
                 "time_ns": event.time_ns,
                 "snapshot": event.snapshot,
                 "deliveries": deliveries,
+                **_clip_fields(store.clip_of(connection, event.id)),
             }
         )
     return {
@@ -251,8 +253,15 @@ def _xml(text: str) -> str:
     )
 
 
-def snapshot_href(state_dir: Path, snapshot: str | None, out_dir: Path | None) -> str:
-    """A link from the report to the full-size snapshot (relative, so it also works offline)."""
+def _clip_fields(clip: store.ClipRecord | None) -> dict[str, Any]:
+    if clip is None:
+        return {"clip": None, "clip_state": None, "clip_missing": None}
+    path = clip.path if clip.state == "done" else None
+    return {"clip": path, "clip_state": clip.state, "clip_missing": clip.note or None}
+
+
+def state_file_href(state_dir: Path, snapshot: str | None, out_dir: Path | None) -> str:
+    """A link from the report to a stored snapshot or clip (relative: it also works offline)."""
     if not snapshot or out_dir is None:
         return ""
     try:
@@ -283,7 +292,8 @@ def render_html(data: dict[str, Any], period: Period, out_dir: Path | None = Non
             {
                 **alert,
                 "thumbnail": thumb,
-                "snapshot_href": snapshot_href(state_dir, alert["snapshot"], out_dir),
+                "snapshot_href": state_file_href(state_dir, alert["snapshot"], out_dir),
+                "clip_href": state_file_href(state_dir, alert.get("clip"), out_dir),
                 "time_text": _text(alert["time_ns"]),
             }
         )
@@ -368,21 +378,9 @@ def _atomic(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def parse_moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise AlertsError(
-            f"{text!r} is not an ISO date or time (e.g. 2026-11-25 or 2026-11-25T14:00)"
-        ) from None
-    return moment if moment.tzinfo else moment.astimezone()
-
-
 def main(config: VspdConfig, args: argparse.Namespace) -> int:
     """`vspd report --since ... --until ... --out DIR`: any period, on demand."""
-    since, until = parse_moment(args.since), parse_moment(args.until)
-    if until <= since:
-        raise AlertsError("--until must be after --since")
+    since, until = parse_period(args.since, args.until)
     state_dir = Path(config.alerts.state_dir)
     database = store.database_path(state_dir)
     if not database.exists():

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vspd.images import declares_at_most
 from vspd.runtime.paths import inside, safe_name
 from vspd.v1 import frame_pb2, result_pb2
 
@@ -21,6 +22,8 @@ def draw(result: result_pb2.Result, highlight: set[str] | None = None) -> bytes 
     if frame.encoding == frame_pb2.ENCODING_RAW_BGR24:
         image = np.frombuffer(frame.image, np.uint8).reshape(frame.height, frame.width, 3).copy()
     else:
+        if not declares_at_most(frame.image):
+            return None  # a decoding bomb: no snapshot rather than gigabytes
         decoded = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
         if decoded is None:
             return None
@@ -37,7 +40,8 @@ def draw(result: result_pb2.Result, highlight: set[str] | None = None) -> bytes 
         p1 = (int(box.x_min * width), int(box.y_min * height))
         p2 = (int(box.x_max * width), int(box.y_max * height))
         cv2.rectangle(image, p1, p2, color, thickness)
-        text = f"{detection.label} {detection.confidence:.0%}"
+        track = f" #{detection.track_id}" if detection.HasField("track_id") else ""
+        text = f"{detection.label}{track} {detection.confidence:.0%}"
         cv2.putText(
             image,
             text,

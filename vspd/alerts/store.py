@@ -117,7 +117,43 @@ CREATE TABLE IF NOT EXISTS crossings (
     PRIMARY KEY (camera, rule, bucket, direction)
 );
 """
-MIGRATIONS = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
+# Home Assistant discovery: the config topics each MQTT sink has published
+# (retained), so that those of a camera or rule gone from the configuration
+# are removed (an empty retained message) at the next start.
+MIGRATION_5 = """
+CREATE TABLE IF NOT EXISTS discovery_topics (
+    sink TEXT NOT NULL, topic TEXT NOT NULL,
+    PRIMARY KEY (sink, topic)
+);
+"""
+# Event clips: each event's clip is made from the frames topic once its
+# after-window has passed (a row survives a crash in between); a delivery is of
+# an alert or of its clip (the follow-up message), once each per sink.
+MIGRATION_6 = """
+CREATE TABLE deliveries_new (
+    event_id INTEGER NOT NULL REFERENCES events(id), sink TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'alert',
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ns INTEGER NOT NULL DEFAULT 0, last_error TEXT, done_ns INTEGER,
+    PRIMARY KEY (event_id, sink, kind)
+);
+INSERT INTO deliveries_new (event_id, sink, state, attempts, next_attempt_ns, last_error, done_ns)
+    SELECT event_id, sink, state, attempts, next_attempt_ns, last_error, done_ns FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_new RENAME TO deliveries;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, state, next_attempt_ns);
+CREATE TABLE IF NOT EXISTS clips (
+    event_id INTEGER PRIMARY KEY REFERENCES events(id),
+    source_topic TEXT NOT NULL DEFAULT '', source_partition INTEGER NOT NULL DEFAULT -1,
+    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, due_ns INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    path TEXT, content_type TEXT, bytes INTEGER, frames INTEGER,
+    first_ns INTEGER, last_ns INTEGER, note TEXT NOT NULL DEFAULT '', done_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS clips_due ON clips (state, due_ns);
+"""
+MIGRATIONS = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6)
+ALERT, CLIP = "alert", "clip"  # what a delivery carries
 
 
 @dataclass(frozen=True)
@@ -217,22 +253,30 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def claim_due(
-    connection: sqlite3.Connection, sink: str, limit: int = 20
-) -> list[tuple[EventRecord, int]]:
-    """Pending deliveries of a sink that are due, oldest event first, with their attempt counts."""
+@dataclass(frozen=True)
+class Due:
+    """A delivery to make: of the event itself (ALERT) or of its clip (CLIP)."""
+
+    event: EventRecord
+    attempts: int
+    kind: str = ALERT
+
+
+def claim_due(connection: sqlite3.Connection, sink: str, limit: int = 20) -> list[Due]:
+    """Pending deliveries of a sink that are due, oldest event first (its alert before its clip)."""
     rows = connection.execute(
-        """SELECT e.*, d.attempts AS _attempts FROM deliveries d JOIN events e ON e.id = d.event_id
+        """SELECT e.*, d.attempts AS _attempts, d.kind AS _kind
+           FROM deliveries d JOIN events e ON e.id = d.event_id
            WHERE d.sink = ? AND d.state = 'pending' AND d.next_attempt_ns <= ?
-           ORDER BY e.id LIMIT ?""",
+           ORDER BY e.id, d.kind = 'clip' LIMIT ?""",
         (sink, now_ns(), limit),
     ).fetchall()
     claimed = []
     for row in rows:
         data = dict(row)
-        attempts = int(data.pop("_attempts"))
+        attempts, kind = int(data.pop("_attempts")), str(data.pop("_kind"))
         data["detections"] = json.loads(data["detections"])
-        claimed.append((EventRecord(**data), attempts))
+        claimed.append(Due(EventRecord(**data), attempts, kind))
     return claimed
 
 
@@ -243,28 +287,35 @@ def next_due_ns(connection: sqlite3.Connection, sink: str) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def mark_delivered(connection: sqlite3.Connection, event_id: int, sink: str) -> None:
+def mark_delivered(
+    connection: sqlite3.Connection, event_id: int, sink: str, kind: str = ALERT
+) -> None:
     connection.execute(
         "UPDATE deliveries SET state = 'delivered', done_ns = ?, attempts = attempts + 1, last_error = NULL "
-        "WHERE event_id = ? AND sink = ?",
-        (now_ns(), event_id, sink),
+        "WHERE event_id = ? AND sink = ? AND kind = ?",
+        (now_ns(), event_id, sink, kind),
     )
 
 
 def mark_failed(
-    connection: sqlite3.Connection, event_id: int, sink: str, error: str, retry_at_ns: int | None
+    connection: sqlite3.Connection,
+    event_id: int,
+    sink: str,
+    error: str,
+    retry_at_ns: int | None,
+    kind: str = ALERT,
 ) -> None:
     if retry_at_ns is None:
         connection.execute(
             "UPDATE deliveries SET state = 'given_up', done_ns = ?, attempts = attempts + 1, last_error = ? "
-            "WHERE event_id = ? AND sink = ?",
-            (now_ns(), error, event_id, sink),
+            "WHERE event_id = ? AND sink = ? AND kind = ?",
+            (now_ns(), error, event_id, sink, kind),
         )
     else:
         connection.execute(
             "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ns = ? "
-            "WHERE event_id = ? AND sink = ?",
-            (error, retry_at_ns, event_id, sink),
+            "WHERE event_id = ? AND sink = ? AND kind = ?",
+            (error, retry_at_ns, event_id, sink, kind),
         )
 
 
@@ -575,7 +626,8 @@ def deliveries_of(connection: sqlite3.Connection, event_id: int) -> list[Deliver
     return [
         DeliveryRecord(str(row[0]), str(row[1]), int(row[2]), row[3])
         for row in connection.execute(
-            "SELECT sink, state, attempts, done_ns FROM deliveries WHERE event_id = ? ORDER BY sink",
+            "SELECT sink, state, attempts, done_ns FROM deliveries WHERE event_id = ? "
+            "AND kind = 'alert' ORDER BY sink",
             (event_id,),
         )
     ]
@@ -585,7 +637,7 @@ def delivery_delays_ms(connection: sqlite3.Connection, since_ns: int, until_ns: 
     """Capture to delivery, per delivered alert of frames captured in [since, until], sorted."""
     rows = connection.execute(
         "SELECT d.done_ns - e.time_ns FROM deliveries d JOIN events e ON e.id = d.event_id "
-        "WHERE d.state = 'delivered' AND e.time_ns BETWEEN ? AND ?",
+        "WHERE d.state = 'delivered' AND d.kind = 'alert' AND e.time_ns BETWEEN ? AND ?",
         (since_ns, until_ns),
     ).fetchall()
     return sorted(row[0] / 1e6 for row in rows)
@@ -761,3 +813,171 @@ def crossings_between(
             (camera, since_ns // BUCKET_NS, -(-until_ns // BUCKET_NS)),
         )
     ]
+
+
+def cameras_seen(connection: sqlite3.Connection) -> list[str]:
+    """Every camera a result has come from."""
+    return [row[0] for row in connection.execute("SELECT DISTINCT camera FROM seen ORDER BY 1")]
+
+
+def discovery_topics(connection: sqlite3.Connection, sink: str) -> set[str]:
+    rows = connection.execute("SELECT topic FROM discovery_topics WHERE sink = ?", (sink,))
+    return {row[0] for row in rows}
+
+
+def save_discovery_topics(connection: sqlite3.Connection, sink: str, topics: set[str]) -> None:
+    with transaction(connection):
+        connection.execute("DELETE FROM discovery_topics WHERE sink = ?", (sink,))
+        connection.executemany(
+            "INSERT INTO discovery_topics (sink, topic) VALUES (?, ?)",
+            [(sink, topic) for topic in sorted(topics)],
+        )
+
+
+# -- event clips -----------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipRecord:
+    event_id: int
+    source_topic: str  # where the alert's frame is ("" and -1: not said by the result)
+    source_partition: int
+    start_ns: int
+    end_ns: int
+    due_ns: int
+    state: str  # pending, done, failed, skipped, removed
+    attempts: int
+    path: str | None  # relative to state_dir
+    content_type: str | None
+    bytes: int | None
+    frames: int | None
+    first_ns: int | None
+    last_ns: int | None
+    note: str  # what is missing from it, in plain words ("" when nothing)
+    done_ns: int | None
+
+
+def request_clip(
+    connection: sqlite3.Connection,
+    event_id: int,
+    source: tuple[str, int] | None,
+    start_ns: int,
+    end_ns: int,
+    due_ns: int,
+) -> None:
+    topic, partition = source or ("", -1)
+    connection.execute(
+        "INSERT OR IGNORE INTO clips (event_id, source_topic, source_partition, start_ns, end_ns, "
+        "due_ns) VALUES (?, ?, ?, ?, ?, ?)",
+        (event_id, topic, partition, start_ns, end_ns, due_ns),
+    )
+
+
+def due_clips(connection: sqlite3.Connection, limit: int = 4) -> list[ClipRecord]:
+    rows = connection.execute(
+        "SELECT * FROM clips WHERE state = 'pending' AND due_ns <= ? ORDER BY due_ns LIMIT ?",
+        (now_ns(), limit),
+    ).fetchall()
+    return [ClipRecord(**dict(row)) for row in rows]
+
+
+def next_clip_due_ns(connection: sqlite3.Connection) -> int | None:
+    row = connection.execute("SELECT MIN(due_ns) FROM clips WHERE state = 'pending'").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def clip_of(connection: sqlite3.Connection, event_id: int) -> ClipRecord | None:
+    row = connection.execute("SELECT * FROM clips WHERE event_id = ?", (event_id,)).fetchone()
+    return ClipRecord(**dict(row)) if row is not None else None
+
+
+def clips_of(connection: sqlite3.Connection, event_ids: list[int]) -> dict[int, ClipRecord]:
+    found = {}
+    for event_id in event_ids:
+        clip = clip_of(connection, event_id)
+        if clip is not None:
+            found[event_id] = clip
+    return found
+
+
+@dataclass(frozen=True)
+class MadeClip:
+    path: str | None
+    content_type: str | None
+    size: int
+    frames: int
+    first_ns: int | None
+    last_ns: int | None
+    note: str
+
+
+def finish_clip(connection: sqlite3.Connection, event_id: int, made: MadeClip) -> int:
+    """Record the clip and queue its follow-up on every sink that has (or will get) the alert
+    (none for a clip without frames).
+
+    One transaction: a crash before it makes the clip again, after it never twice.
+    Returns how many follow-ups were queued.
+    """
+    with transaction(connection):
+        connection.execute(
+            "UPDATE clips SET state = 'done', path = ?, content_type = ?, bytes = ?, frames = ?, "
+            "first_ns = ?, last_ns = ?, note = ?, done_ns = ? WHERE event_id = ?",
+            (
+                made.path,
+                made.content_type,
+                made.size,
+                made.frames,
+                made.first_ns,
+                made.last_ns,
+                made.note,
+                now_ns(),
+                event_id,
+            ),
+        )
+        if made.path is None:
+            return 0  # no frame to show: said in reports, nobody is woken for it
+        cursor = connection.execute(
+            "INSERT OR IGNORE INTO deliveries (event_id, sink, kind) SELECT event_id, sink, 'clip' "
+            "FROM deliveries WHERE event_id = ? AND kind = 'alert' AND state != 'given_up'",
+            (event_id,),
+        )
+        return int(cursor.rowcount)
+
+
+def clip_failed(
+    connection: sqlite3.Connection, event_id: int, error: str, retry_at_ns: int | None
+) -> None:
+    with transaction(connection):
+        if retry_at_ns is None:
+            connection.execute(
+                "UPDATE clips SET state = 'failed', attempts = attempts + 1, note = ?, done_ns = ? "
+                "WHERE event_id = ?",
+                (error[:500], now_ns(), event_id),
+            )
+        else:
+            connection.execute(
+                "UPDATE clips SET attempts = attempts + 1, note = ?, due_ns = ? WHERE event_id = ?",
+                (error[:500], retry_at_ns, event_id),
+            )
+
+
+def skip_clips_beyond(connection: sqlite3.Connection, keep: int) -> int:
+    """At most `keep` clips wait; the oldest beyond are skipped (a flood of alerts)."""
+    cursor = connection.execute(
+        """UPDATE clips SET state = 'skipped', note = 'too many clips waiting', done_ns = ?
+           WHERE state = 'pending' AND event_id IN (
+               SELECT event_id FROM clips WHERE state = 'pending'
+               ORDER BY event_id DESC LIMIT -1 OFFSET ?)""",
+        (now_ns(), keep),
+    )
+    return int(cursor.rowcount)
+
+
+def clips_removed(connection: sqlite3.Connection, paths: list[str]) -> None:
+    with transaction(connection):
+        connection.executemany(
+            "UPDATE clips SET state = 'removed' WHERE path = ?", [(path,) for path in paths]
+        )
+
+
+def event_by_id(connection: sqlite3.Connection, event_id: int) -> EventRecord | None:
+    row = connection.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    return EventRecord.from_row(row) if row is not None else None

@@ -22,23 +22,10 @@ from vspd.broker.window import Output
 from vspd.config.model import BrokerConfig, KafkaConfig
 from vspd.v1 import frame_pb2, result_pb2
 
-SOURCE_HEADER = "vspd-source"
 # Room for the record's key, headers and batch framing under message.max.bytes.
 RECORD_OVERHEAD_BYTES = 4096
 _FRAME_TAG = b"\x0a"  # field 1 (Result.frame), length-delimited
 IMAGE_DROPPED = "vspd.image_dropped"
-
-
-def source_header(topic: str, partition: int, offset: int) -> tuple[str, bytes]:
-    return (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())
-
-
-def parse_source_header(value: bytes) -> tuple[str, int, int] | None:
-    try:
-        topic, partition, offset = value.decode().rsplit(":", 2)
-        return topic, int(partition), int(offset)
-    except (UnicodeDecodeError, ValueError):
-        return None
 
 
 class OutputBuilder:
@@ -90,7 +77,7 @@ class OutputBuilder:
             value,
             counts_as=status,
             partition=partition % self.results_partitions if self.results_partitions else None,
-            headers=(source_header(topic, partition, offset),),
+            headers=(wire.source_header(topic, partition, offset),),
         )
 
     def dead_letter(
@@ -109,7 +96,7 @@ class OutputBuilder:
             (key or b"")[:1024] or None,
             encoded,
             counts_as=stage,
-            headers=(source_header(*source),),
+            headers=(wire.source_header(*source),),
         )
 
 

@@ -27,6 +27,7 @@ from confluent_kafka import (
 )
 
 from vspd import wire
+from vspd.broker.bounds import Bounds
 from vspd.broker.outputs import OutputBuilder
 from vspd.broker.partition import PartitionState
 from vspd.broker.recovery import WrittenResults
@@ -53,8 +54,13 @@ class Partitions:
         writer: ResultWriter,
         recovery: WrittenResults,
         tracker: Tracker | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self._tracker = tracker
+        # A bounded run (vspd replay): where to start and stop, which frames count.
+        self.bounds = bounds
+        self.wanted = 0  # frames of the bounded period admitted for a result
+        self.already_written = 0  # frames whose result an earlier run or owner wrote
         self._settings = settings
         self._consumer = consumer
         self._outputs = outputs
@@ -76,8 +82,11 @@ class Partitions:
                 log.warning("consume error", error=error.str())
             return
         state = self.states.get((message.topic(), message.partition()))
-        if state is not None:
-            state.buffer(message)
+        if state is None:
+            return
+        if self.bounds is not None and self.bounds.beyond(state.partition, message.offset() or 0):
+            return  # after the period: never admitted (the run ends before it)
+        state.buffer(message)
 
     def admit(self) -> None:
         """Move buffered messages into windows while they have room, in offset order."""
@@ -94,6 +103,7 @@ class Partitions:
         if slot.offset in state.written:
             state.written.discard(slot.offset)
             state.window.already_written(slot)
+            self.already_written += 1
             return
         try:
             frame = wire.decode_frame(value)
@@ -114,6 +124,11 @@ class Partitions:
             )
             state.window.ready(slot, [self._outputs.result(skipped, frame, value, source)])
             return
+        if self.bounds is not None:
+            if not self.bounds.wants(frame):
+                state.window.ready(slot, [])  # another camera, or outside the period
+                return
+            self.wanted += 1
         slot.frame = frame
         slot.camera = frame.camera_id
         state.wait_for_call(slot)
@@ -227,6 +242,9 @@ class Partitions:
         starts: dict[PartitionKey, int] = {}
         for tp in answers:
             offset = tp.offset
+            if (offset == OFFSET_INVALID or offset < 0) and self.bounds is not None:
+                starts[(tp.topic, tp.partition)] = self.bounds.start.get(tp.partition, 0)
+                continue
             if offset == OFFSET_INVALID or offset < 0:
                 try:
                     offset, _high = self._consumer.get_watermark_offsets(

@@ -27,7 +27,6 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from vspd import wire
-from vspd.broker.outputs import SOURCE_HEADER, parse_source_header
 from vspd.config.model import KafkaConfig
 from vspd.runtime.kafka import consumer_settings
 from vspd.v1 import result_pb2
@@ -137,7 +136,7 @@ class WrittenResults:
                 if message.offset() >= end and not to_eof:
                     break
                 count += 1
-                source = _source(message.headers())
+                source = wire.source_of(message.headers())
                 if source is None or source[0] != frames_topic or source[1] != frames_partition:
                     continue
                 if source[2] >= committed:
@@ -150,13 +149,6 @@ class WrittenResults:
         finally:
             self._reader.unassign()
         return older, count
-
-
-def _source(headers: list[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:
-    for name, value in headers or ():
-        if name == SOURCE_HEADER and value is not None:
-            return parse_source_header(value)
-    return None
 
 
 def _decoded(last: dict[bytes, tuple[int, bytes]]) -> dict[str, result_pb2.Result]:

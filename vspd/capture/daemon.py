@@ -71,7 +71,12 @@ class CaptureDaemon:
 
     def _encode_and_buffer(self, numbered: Numbered) -> None:
         frame = self.encode(numbered)
-        self.sender.add(numbered.seq, frame.SerializeToString(), frame.capture_monotonic_ns)
+        self.sender.add(
+            numbered.seq,
+            frame.SerializeToString(),
+            frame.capture_monotonic_ns,
+            frame.capture_time_unix_ns,
+        )
 
     def encode(self, numbered: Numbered) -> frame_pb2.Frame:
         captured = numbered.captured

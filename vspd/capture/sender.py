@@ -30,6 +30,7 @@ class Pending:
     seq: int
     value: bytes
     capture_monotonic_ns: int
+    capture_time_unix_ns: int = 0
 
 
 class FrameSender:
@@ -64,8 +65,10 @@ class FrameSender:
     def pending_bytes(self) -> int:
         return self.buffered_bytes + self.unacked_bytes
 
-    def add(self, seq: int, value: bytes, capture_monotonic_ns: int) -> None:
-        self.buffer.append(Pending(seq, value, capture_monotonic_ns))
+    def add(
+        self, seq: int, value: bytes, capture_monotonic_ns: int, capture_time_unix_ns: int = 0
+    ) -> None:
+        self.buffer.append(Pending(seq, value, capture_monotonic_ns, capture_time_unix_ns))
         self.buffered_bytes += len(value)
         while self.buffer and self.pending_bytes > self.limit_bytes:
             dropped = self.buffer.popleft()
@@ -92,6 +95,9 @@ class FrameSender:
                     value=item.value,
                     key=self.key,
                     on_delivery=self._delivered(item),
+                    # The message's time is the capture time, also for frames sent
+                    # late (after an outage): clips and replays find frames by it.
+                    timestamp=item.capture_time_unix_ns // 1_000_000,
                 )
             except BufferError:
                 break  # librdkafka's own queue is full: try again after poll()

@@ -460,6 +460,10 @@ class WebhookSink(SinkBase):
     signature_header: str = "X-Vspd-Signature"
 
 
+# An MQTT topic prefix: no wildcards, no empty levels.
+_TOPIC_PATH = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+
+
 class MqttSink(SinkBase):
     type: Literal["mqtt"]
     host: Host
@@ -468,8 +472,12 @@ class MqttSink(SinkBase):
     ca_file: str = ""
     username: str = ""
     password: AlertsSecret | None = None
-    topic_prefix: str = "vspd"
+    topic_prefix: str = Field(default="vspd", pattern=_TOPIC_PATH)
     retain: bool = False
+    # Home Assistant MQTT discovery: a device per camera (vspd.alerts.home_assistant).
+    discovery: bool = False
+    discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_PATH)
+    discovery_off_after_s: PositiveSeconds = 30.0
 
 
 class EmailSink(SinkBase):
@@ -521,10 +529,27 @@ class AlertsConfig(Section):
     # Undelivered deliveries kept per sink; beyond it the oldest are given up
     # (counted and logged), so a dead sink cannot fill the disk.
     max_pending_per_sink: int = Field(default=10_000, ge=1)
+    # Event clips, read back from the frames topic (vspd.alerts.clips).
+    clips: bool = True
+    clip_before_s: float = Field(default=5.0, ge=0, le=60, allow_inf_nan=False)
+    clip_after_s: float = Field(default=10.0, ge=0, le=120, allow_inf_nan=False)
+    clips_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    clip_base_url: str = ""
     rules: list[RuleConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
 
     # Names that refer to other names are checked in vspd.config.references.
+
+
+class WebConfig(Section):
+    """The live page served by the alerts daemon (vspd.alerts.web)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8095, ge=0, le=65535)
+    token: AlertsSecret | None = None
+    stale_after_s: PositiveSeconds = 10.0
+    health_interval_s: PositiveSeconds = 15.0
 
 
 class TrackingConfig(Section):
@@ -567,6 +592,7 @@ class VspdConfig(Section):
     processor: ProcessorConfig = Field(default_factory=ProcessorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -40,6 +40,7 @@ DAEMON_SCOPES: dict[str, frozenset[Scope]] = {
     "topics": frozenset({"kafka"}),
     "report": frozenset(),
     "status": frozenset({"kafka"}),
+    "replay": frozenset({"kafka"}),
 }
 CONTEXT_SCOPES = "secret_scopes"  # validation context key: the scopes to resolve (absent: all)
 # Where the packaged units load credentials from (LoadCredential=<scope>:<here>/<scope>).

@@ -421,7 +421,7 @@ class Demo:
                         "camera": camera.id,
                         "message": alert["message"],
                         "thumbnail": thumb,
-                        "snapshot_href": reports.snapshot_href(
+                        "snapshot_href": reports.state_file_href(
                             self.state_dir, alert["snapshot"], self.report_dir
                         ),
                         "time_text": datetime.fromtimestamp(alert["time_ns"] / 1e9).strftime(

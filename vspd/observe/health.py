@@ -54,12 +54,16 @@ class PipelineHealth:
     undecodable_frames: int = 0
 
 
-def gather(config: VspdConfig, sample: int = 64, now_ns: int | None = None) -> PipelineHealth:
+def gather(
+    config: VspdConfig, sample: int = 64, now_ns: int | None = None, cameras: bool = True
+) -> PipelineHealth:
+    """Everything above; `cameras=False` skips reading the frames topic (lag and dead letters)."""
     kafka = config.kafka
     now_ns = time.time_ns() if now_ns is None else now_ns
     health = PipelineHealth()
     with TopicReader(kafka, "vspd-status") as reader:
-        health.cameras, health.undecodable_frames = _cameras(reader, config, sample, now_ns)
+        if cameras:
+            health.cameras, health.undecodable_frames = _cameras(reader, config, sample, now_ns)
         health.dead_letters_last_hour = sum(
             high - reader.offset_for_time(kafka.dead_letter_topic, p, now_ns // 1_000_000 - HOUR_MS)
             for p in reader.partitions(kafka.dead_letter_topic)

@@ -1,10 +1,14 @@
-"""Where alerts go. Each sink delivers one event at a time and raises DeliveryError on failure."""
+"""Where alerts go. Each sink delivers one event at a time and raises DeliveryError on failure.
+
+An alert goes out at once with its snapshot (`deliver`); its clip follows when
+it is made (`deliver_clip`), with the same event id.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from vspd.alerts.store import EventRecord
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import AlertsConfig, SinkConfig
 
 
@@ -12,6 +16,8 @@ class Sink(Protocol):
     name: str
 
     def deliver(self, event: EventRecord, snapshot: bytes | None) -> None: ...
+
+    def deliver_clip(self, event: EventRecord, clip: ClipRecord, video: bytes | None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -41,3 +47,8 @@ def build_sink(config: SinkConfig, alerts: AlertsConfig) -> Sink:
     from vspd.alerts.sinks.log import LogSink
 
     return LogSink(config)
+
+
+def clip_filename(event: EventRecord, clip: ClipRecord) -> str:
+    suffix = ".mp4" if clip.content_type == "video/mp4" else ".webm"
+    return f"{event.camera}{suffix}"

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from vspd.alerts.errors import AlertsError, DeliveryError
-from vspd.alerts.store import EventRecord
+from vspd.alerts.sinks import clip_filename
+from vspd.alerts.sinks.payload import clip_text
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import AlertsConfig
 from vspd.config.model import AppriseSink as AppriseConfig
 
@@ -32,14 +34,23 @@ class AppriseSink:
         self._alerts = alerts
 
     def deliver(self, event: EventRecord, snapshot: bytes | None) -> None:
-        title = f"{event.label} on {event.camera}"
+        self._notify(
+            f"{event.label} on {event.camera}", event.message, snapshot, f"{event.camera}.jpg"
+        )
+
+    def deliver_clip(self, event: EventRecord, clip: ClipRecord, video: bytes | None) -> None:
+        text = clip_text(event, clip, self._alerts)
+        title = f"Clip: {event.label} on {event.camera}"
+        self._notify(title, text, video, clip_filename(event, clip))
+
+    def _notify(self, title: str, body: str, data: bytes | None, filename: str) -> None:
         with tempfile.TemporaryDirectory() as directory:
             attach = None
-            if snapshot is not None:
-                path = Path(directory) / f"{event.camera}.jpg"
-                path.write_bytes(snapshot)
+            if data is not None:
+                path = Path(directory) / filename
+                path.write_bytes(data)
                 attach = str(path)
-            if not self._apprise.notify(body=event.message, title=title, attach=attach):
+            if not self._apprise.notify(body=body, title=title, attach=attach):
                 raise DeliveryError("apprise could not notify every service")
 
     def close(self) -> None:

@@ -8,10 +8,14 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from vspd.alerts.errors import DeliveryError
-from vspd.alerts.sinks.payload import snapshot_url
-from vspd.alerts.store import EventRecord
+from vspd.alerts.sinks import clip_filename
+from vspd.alerts.sinks.payload import clip_text, snapshot_url
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import AlertsConfig
 from vspd.config.model import EmailSink as EmailConfig
+
+# Mail servers commonly refuse messages over 10-25 MB: a bigger clip goes as its link.
+ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
 
 
 class EmailSink:
@@ -34,6 +38,28 @@ class EmailSink:
             message.add_attachment(
                 snapshot, maintype="image", subtype="jpeg", filename=f"{event.camera}.jpg"
             )
+        self._send(message)
+
+    def deliver_clip(self, event: EventRecord, clip: ClipRecord, video: bytes | None) -> None:
+        config = self._config
+        message = EmailMessage()
+        message["Subject"] = f"[vspd] clip: {event.label} on {event.camera}"
+        message["From"] = config.sender
+        message["To"] = ", ".join(config.recipients)
+        message["Message-ID"] = make_msgid(
+            idstring=event.key.replace("/", ".") + ".clip", domain="vspd"
+        )
+        message["X-Vspd-Event-Id"] = event.key
+        message.set_content(clip_text(event, clip, self._alerts) + "\n")
+        if video is not None and len(video) <= ATTACHMENT_MAX_BYTES:
+            subtype = (clip.content_type or "video/webm").split("/")[1]
+            message.add_attachment(
+                video, maintype="video", subtype=subtype, filename=clip_filename(event, clip)
+            )
+        self._send(message)
+
+    def _send(self, message: EmailMessage) -> None:
+        config = self._config
         try:
             with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
                 if config.starttls:

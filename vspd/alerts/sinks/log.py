@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from vspd.alerts.store import EventRecord
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import LogSink as LogConfig
 
 log = structlog.get_logger("vspd.alerts.alert")
@@ -25,6 +25,15 @@ class LogSink:
             severity=event.severity,
             message=event.message,
             snapshot=event.snapshot,
+        )
+
+    def deliver_clip(self, event: EventRecord, clip: ClipRecord, video: bytes | None) -> None:
+        log.info(
+            "alert clip",
+            event_id=event.key,
+            clip=clip.path,
+            frames=clip.frames,
+            missing=clip.note or None,
         )
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from vspd.alerts.store import EventRecord
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import AlertsConfig
 
 
@@ -40,6 +40,56 @@ def event_payload(event: EventRecord, alerts: AlertsConfig) -> dict[str, Any]:
     }
 
 
+def clip_url(alerts: AlertsConfig, clip: ClipRecord) -> str:
+    if not clip.path or not alerts.clip_base_url:
+        return ""
+    return alerts.clip_base_url.rstrip("/") + "/" + clip.path.removeprefix("clips/")
+
+
+def _iso(time_ns: int | None) -> str | None:
+    if time_ns is None:
+        return None
+    return datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def clip_payload(event: EventRecord, clip: ClipRecord, alerts: AlertsConfig) -> dict[str, Any]:
+    """The follow-up of an alert: its clip (same event_id), what it covers, what it lacks."""
+    first, last = clip.first_ns, clip.last_ns
+    return {
+        "type": "clip_ready",
+        "event_id": event.key,
+        "rule": event.rule,
+        "camera": event.camera,
+        "message": event.message,
+        "clip_url": clip_url(alerts, clip),
+        "clip_file": clip.path,
+        "content_type": clip.content_type,
+        "bytes": clip.bytes,
+        "frames": clip.frames or 0,
+        "start": _iso(clip.start_ns),
+        "end": _iso(clip.end_ns),
+        "first_frame": _iso(first),
+        "last_frame": _iso(last),
+        "duration_s": round((last - first) / 1e9, 2) if first and last else 0.0,
+        "missing": clip.note or None,
+    }
+
+
+def clip_json(event: EventRecord, clip: ClipRecord, alerts: AlertsConfig, **dumps: Any) -> str:
+    return json.dumps(_finite(clip_payload(event, clip, alerts)), allow_nan=False, **dumps)
+
+
+def clip_text(event: EventRecord, clip: ClipRecord, alerts: AlertsConfig) -> str:
+    """One line for people: which alert, how long, what is missing, where to watch it."""
+    payload = clip_payload(event, clip, alerts)
+    text = f"Clip of: {event.message} ({payload['duration_s']:.0f} s, {payload['frames']} frames)"
+    if clip.note:
+        text += f"; {clip.note}"
+    if payload["clip_url"]:
+        text += f"\n{payload['clip_url']}"
+    return text
+
+
 def _finite(value: Any) -> Any:
     """NaN and infinities become null: JSON has no such numbers, receivers would refuse the body."""
     if isinstance(value, float):
@@ -51,9 +101,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def event_json(event: EventRecord, alerts: AlertsConfig, **dumps: Any) -> str:
-    """The payload as strict JSON (allow_nan=False): what every JSON sink sends."""
-    return json.dumps(_finite(event_payload(event, alerts)), allow_nan=False, **dumps)
+def event_json(
+    event: EventRecord, alerts: AlertsConfig, extra: dict[str, Any] | None = None, **dumps: Any
+) -> str:
+    """The payload (and `extra` keys first) as strict JSON (allow_nan=False): what JSON sinks send."""
+    payload = {**(extra or {}), **event_payload(event, alerts)}
+    return json.dumps(_finite(payload), allow_nan=False, **dumps)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 
 from vspd.alerts.sinks.http import post
-from vspd.alerts.sinks.payload import event_json
-from vspd.alerts.store import EventRecord
+from vspd.alerts.sinks.payload import clip_json, event_json
+from vspd.alerts.store import ClipRecord, EventRecord
 from vspd.config.model import AlertsConfig
 from vspd.config.model import WebhookSink as WebhookConfig
 
@@ -23,8 +23,17 @@ class WebhookSink:
         self._alerts = alerts
 
     def deliver(self, event: EventRecord, snapshot: bytes | None) -> None:
-        body = event_json(event, self._alerts, separators=(",", ":")).encode()
+        self._post(event, event_json(event, self._alerts, separators=(",", ":")).encode(), "alert")
+
+    def deliver_clip(self, event: EventRecord, clip: ClipRecord, video: bytes | None) -> None:
+        """A second POST, `"type": "clip_ready"`, with the alert's X-Vspd-Event-Id."""
+        body = clip_json(event, clip, self._alerts, separators=(",", ":")).encode()
+        self._post(event, body, "clip_ready")
+
+    def _post(self, event: EventRecord, body: bytes, delivery: str) -> None:
         headers = {
+            # A receiver drops repeats by (X-Vspd-Event-Id, X-Vspd-Delivery).
+            "X-Vspd-Delivery": delivery,
             "Content-Type": "application/json",
             "User-Agent": "vspd",
             # Stable per event: lets the receiver drop a repeat after an ambiguous failure.
