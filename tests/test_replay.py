@@ -16,10 +16,11 @@ import pytest
 
 from tests.support.frames import produce_frames, tiny_jpeg
 from tests.support.kafka import create_topics, read_to_end, unique_name
-from tests.support.processes import DaemonProcess
+from tests.support.processes import DaemonProcess, wait_until
 from tests.support.results import SECOND
 from tests.support.tansu import free_port
 from vspd import wire
+from vspd.alerts import store
 from vspd.v1 import frame_pb2
 
 FPS = 2
@@ -98,7 +99,11 @@ EXPECTED = {camera: list(range(30 * FPS, (30 + WINDOW_S) * FPS)) for camera in C
 
 
 def test_replay_writes_one_result_per_frame_of_the_period_in_order(
-    recorded: dict[str, object], bootstrap: str
+    recorded: dict[str, object],
+    bootstrap: str,
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    tmp_path: Path,
 ) -> None:
     new_results = unique_name("results-replay")
     create_topics(bootstrap, [new_results], 2)
@@ -113,6 +118,28 @@ def test_replay_writes_one_result_per_frame_of_the_period_in_order(
     frames = len(CAMERAS) * WINDOW_S * FPS
     assert f"done: {frames} frames of the period read; {frames} results written" in done.stdout
     assert window_results(bootstrap, new_results) == EXPECTED  # each once, in capture order
+
+    # What the new model would have alerted: an alerts daemon of its own on the new topic.
+    topics = dict(recorded["topics"])  # type: ignore[call-overload]
+    topics["results_topic"] = new_results
+    compare = write_config(
+        "compare.toml",
+        topics=topics,
+        alerts={
+            "group_id": unique_name("compare"),
+            "state_dir": str(tmp_path / "compare"),
+            "reports_dir": str(tmp_path / "compare-reports"),
+            "rules": [{"name": "things", "labels": ["thing"], "min_frames": 1, "cooldown_s": 3600}],
+            "sinks": [{"type": "log", "name": "journal"}],
+        },
+    )
+    alerts = daemons("--config", str(compare), "alerts", name="compare")
+    wait_until(
+        lambda: store.event_count(store.database_path(tmp_path / "compare")) == 2, 60, "alerts"
+    )
+    assert alerts.stop() == 0
+    # Ten minutes old: stored and reported, nobody woken (max_alert_age_s).
+    assert alerts.log().count('"alert raised, not sent: too old"') == 2
 
 
 def test_an_interrupted_replay_run_again_completes_without_duplicates(
