@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.kafka import create_topics, unique_name
-from tests.support.peers import Mosquitto
+from tests.support.peers import Mosquitto, SmtpServer
 from tests.support.processes import DaemonProcess
 from tests.support.tansu import TansuBroker, free_port
 from vspd.config.toml_writer import render_toml
@@ -131,3 +131,11 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path)
     yield broker
     broker.close()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    """aiosmtpd with STARTTLS and AUTH, recording every mail."""
+    server = SmtpServer(tmp_path)
+    yield server
+    server.close()

@@ -38,13 +38,6 @@ def webhook() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path)
-    yield server
-    server.close()
-
-
 class Alerts:
     def __init__(
         self,

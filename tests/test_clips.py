@@ -3,6 +3,7 @@ webhook receiver, the clip decoded by OpenCV and played by a real headless Chrom
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -18,7 +19,7 @@ from confluent_kafka import Producer
 from tests.support.browser import Chromium
 from tests.support.frames import produce_frames
 from tests.support.kafka import unique_name
-from tests.support.peers import WebhookReceiver
+from tests.support.peers import Mosquitto, SmtpServer, WebhookReceiver
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.results import SECOND, result
 from tests.support.tansu import free_port
@@ -94,19 +95,27 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
+def ntfy() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()  # a plain HTTP endpoint standing in for an ntfy topic URL
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def clips_config(
     fresh_topics: Callable[..., dict[str, str]],
     write_config: Callable[..., Path],
     receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> Callable[..., tuple[Path, dict[str, str]]]:
-    def make(**web: object) -> tuple[Path, dict[str, str]]:
+    def make(*sinks: dict[str, object], **web: object) -> tuple[Path, dict[str, str]]:
         topics = fresh_topics(partitions=2)
         config = write_config(
             topics=topics,
             alerts={
                 "group_id": unique_name("alerts"),
                 "rules": [{"name": "person", "labels": ["person"], "min_frames": 1}],
-                "sinks": [{"type": "webhook", "name": "hook", "url": receiver.url}],
+                "sinks": [{"type": "webhook", "name": "hook", "url": receiver.url}, *sinks],
                 "clip_base_url": "https://nvr.example/clips/",
                 "retry_initial_s": 0.2,
                 "retry_max_s": 1.0,
@@ -123,10 +132,30 @@ def test_an_alerts_clip_holds_every_frame_of_its_span_in_order_and_plays_in_chro
     daemons: Callable[..., DaemonProcess],
     bootstrap: str,
     receiver: WebhookReceiver,
+    mosquitto: Mosquitto,
+    smtp: SmtpServer,
+    ntfy: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    config, topics = clips_config(enabled=True, port=port)
+    (tmp_path / "smtp-password").write_text(smtp.password)
+    config, topics = clips_config(
+        {"type": "mqtt", "name": "home", "host": "127.0.0.1", "port": mosquitto.port},
+        {
+            "type": "email",
+            "name": "owner",
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "ca_file": str(smtp.cert),
+            "username": smtp.username,
+            "password": f"file:{tmp_path / 'smtp-password'}",
+            "sender": "vspd@example.org",
+            "recipients": ["owner@example.org"],
+        },
+        {"type": "ntfy", "name": "phone", "url": ntfy.url},
+        enabled=True,
+        port=port,
+    )
     session = str(uuid.uuid4())
     start = time.time_ns() - 60 * SECOND  # all of it in the past: the clip is due at once
     door = [frame("door", session, seq, start + seq * SECOND // FPS) for seq in range(250)]
@@ -175,6 +204,24 @@ def test_an_alerts_clip_holds_every_frame_of_its_span_in_order_and_plays_in_chro
     video.release()
     distinct = [seq for index, seq in enumerate(shown) if index == 0 or shown[index - 1] != seq]
     assert distinct == [seq % 256 for seq in range(50, 201)]
+
+    # Every other sink got its follow-up too, once, after its alert.
+    wait_until(lambda: len(smtp.messages) == 4 and len(ntfy.accepted) == 4, 60, "follow-ups")
+    mqtt_clips = [
+        json.loads(payload) for topic, payload in mosquitto.messages if topic.endswith("/clip")
+    ]
+    assert sorted(c["event_id"] for c in mqtt_clips) == sorted(
+        c["event_id"] for c in clips.values()
+    )
+    clip_mails = [m for m in smtp.messages if m["Subject"].startswith("[vspd] clip:")]
+    assert len(clip_mails) == 2
+    videos = [p for m in clip_mails for p in m.walk() if p.get_content_maintype() == "video"]
+    assert len(videos) == 2
+    attached = videos[0].get_payload(decode=True)
+    assert attached.startswith(b"\x1aE\xdf\xa3") or attached[4:8] == b"ftyp"  # WebM or MP4
+    pushed = [r for r in ntfy.accepted if r.headers.get("Filename", "").endswith((".webm", ".mp4"))]
+    assert len(pushed) == 2  # the clip as the attachment
+    assert {r.headers["X-Vspd-Event-Id"] for r in pushed} == {c["event_id"] for c in clips.values()}
 
     gate_clip = clips["gate"]
     assert gate_clip["frames"] == 121  # gate seq 0..120: what exists of the span

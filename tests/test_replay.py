@@ -29,7 +29,7 @@ CAMERAS = ("door", "yard")
 
 
 def iso(time_ns: int) -> str:
-    return datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat()
+    return datetime.fromtimestamp(time_ns // SECOND, UTC).isoformat()
 
 
 @pytest.fixture
@@ -54,7 +54,8 @@ def recorded(
     )
     processor = daemons("--config", str(config), "processor", name="processor")
     processor.wait_for_log('"event": "serving"')
-    start = time.time_ns() - 10 * 60 * SECOND
+    # Whole seconds: the period's ends, given as ISO times, are exactly frames' capture times.
+    start = (time.time_ns() // SECOND - 10 * 60) * SECOND
     session = str(uuid.uuid4())
     # 30 s before the window, the window, 30 s after it; stamped as capture stamps them.
     frames = [
@@ -87,6 +88,19 @@ def replay_command(recorded: dict[str, object], results_topic: str) -> list[str]
     ]  # fmt: skip
 
 
+def run_replay(
+    recorded: dict[str, object], results_topic: str, command: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The replay as the user runs it, to its end."""
+    return subprocess.run(
+        command or replay_command(recorded, results_topic),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def window_results(bootstrap: str, topic: str) -> dict[str, list[int]]:
     by_camera: dict[str, list[int]] = {}
     for record in read_to_end(bootstrap, topic):
@@ -107,13 +121,7 @@ def test_replay_writes_one_result_per_frame_of_the_period_in_order(
 ) -> None:
     new_results = unique_name("results-replay")
     create_topics(bootstrap, [new_results], 2)
-    done = subprocess.run(
-        replay_command(recorded, new_results),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_replay(recorded, new_results)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     frames = len(CAMERAS) * WINDOW_S * FPS
     assert f"done: {frames} frames of the period read; {frames} results written" in done.stdout
@@ -162,13 +170,7 @@ def test_an_interrupted_replay_run_again_completes_without_duplicates(
     partial = window_results(bootstrap, new_results)
     assert 0 < sum(map(len, partial.values())) < len(CAMERAS) * WINDOW_S * FPS
 
-    again = subprocess.run(
-        replay_command(recorded, new_results),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    again = run_replay(recorded, new_results)
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
     assert window_results(bootstrap, new_results) == EXPECTED  # nothing twice, nothing lost
 
@@ -177,18 +179,12 @@ def test_replay_refuses_the_live_results_topic_and_the_future(
     recorded: dict[str, object],
 ) -> None:
     topics = recorded["topics"]
-    live = subprocess.run(
-        replay_command(recorded, topics["results_topic"]),  # type: ignore[index]
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    live = run_replay(recorded, topics["results_topic"])  # type: ignore[index]
     assert live.returncode == 1
     assert live.stderr.strip().count("\n") == 0  # one line, no traceback
     assert "is the live results topic" in live.stderr
     future = replay_command(recorded, "elsewhere")
     future[future.index("--until") + 1] = iso(time.time_ns() + 3600 * SECOND)
-    ahead = subprocess.run(future, capture_output=True, text=True, timeout=60, check=False)
+    ahead = run_replay(recorded, "elsewhere", future)
     assert ahead.returncode == 1
     assert "--until is in the future" in ahead.stderr

@@ -14,7 +14,7 @@ its capture time to the next one's (a fixed frame rate, gaps held), so the clip
 lasts as long as the span it shows.
 
 Encoding: H.264 in MP4 where OpenCV's FFmpeg has an encoder (Debian's does),
-else VP9 (or VP8) in WebM (the pip wheels: no H.264 encoder); both play in
+else VP8 (or VP9) in WebM (the pip wheels: no H.264 encoder); both play in
 Chromium, Firefox and phones' browsers.
 
 The worker has its own thread, store connection and Kafka reader: consuming
@@ -41,6 +41,7 @@ import structlog
 
 from vspd import wire
 from vspd.alerts import store
+from vspd.alerts.metrics import AlertsMetrics
 from vspd.config import VspdConfig
 from vspd.images import declares_at_most
 from vspd.runtime.paths import inside, safe_name
@@ -74,10 +75,13 @@ class Codec:
     description: str
 
 
+# VP8 before VP9: libvpx encodes VP8 ~8x faster here (bench.clip_bench; a clip
+# is ~150 frames of background work per alert), and browsers that play WebM
+# play both.
 CODECS = (
     Codec("avc1", ".mp4", "video/mp4", "H.264 in MP4"),
-    Codec("VP90", ".webm", "video/webm", "VP9 in WebM"),
     Codec("VP80", ".webm", "video/webm", "VP8 in WebM"),
+    Codec("VP90", ".webm", "video/webm", "VP9 in WebM"),
 )
 
 
@@ -246,7 +250,9 @@ class ClipWorker:
         config: VspdConfig,
         database: Path,
         on_done: Callable[[store.EventRecord, store.MadeClip], None],
+        metrics: AlertsMetrics,
     ) -> None:
+        self._metrics = metrics
         self._config = config
         self._settings = config.alerts
         self._database = database
@@ -257,8 +263,6 @@ class ClipWorker:
         self.wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.codec: Codec | None = None
-        self.made = 0
-        self.removed = 0
 
     def start(self) -> None:
         self.codec = choose_codec(self._clips_dir)
@@ -286,6 +290,7 @@ class ClipWorker:
                 with store.transaction(connection):
                     skipped = store.skip_clips_beyond(connection, MAX_WAITING)
                 if skipped:
+                    self._metrics.clips.labels("skipped").inc(skipped)
                     log.warning("too many clips waiting; oldest skipped", skipped=skipped)
                 for clip in store.due_clips(connection):
                     if self._stopping.is_set():
@@ -341,12 +346,14 @@ class ClipWorker:
             if attempts < MAX_ATTEMPTS:
                 retry_at = store.now_ns() + int(backoff_delay(2.0, 60.0, attempts) * 1e9)
             store.clip_failed(connection, clip.event_id, f"{type(exc).__name__}: {exc}", retry_at)
+            if retry_at is None:
+                self._metrics.clips.labels("failed").inc()
             log.warning(
                 "clip not made", event_id=event.key, error=str(exc)[:300], retry=bool(retry_at)
             )
             return
         queued = store.finish_clip(connection, clip.event_id, made)
-        self.made += 1
+        self._metrics.clips.labels("made").inc()
         log.info(
             "clip ready",
             event_id=event.key,
@@ -383,7 +390,7 @@ class ClipWorker:
             removed.append(str(oldest.relative_to(self._state_dir)))
         if removed:
             store.clips_removed(connection, removed)
-            self.removed += len(removed)
+            self._metrics.clips_removed.inc(len(removed))
             log.info(
                 "oldest clips removed",
                 removed=len(removed),

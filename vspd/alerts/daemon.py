@@ -88,7 +88,7 @@ class AlertsDaemon:
         self.object_states: dict[tuple[str, str], dict[int, ObjectState]] = {}
         self.workers: list[DeliveryWorker] = []
         self.report_worker = ReportWorker(self.database, self.settings)
-        self.clip_worker = ClipWorker(config, self.database, self._clip_made)
+        self.clip_worker = ClipWorker(config, self.database, self._clip_made, self.metrics)
         self._source: tuple[str, int] | None = None  # the frame of the result in hand
         self._drawings: list[_Drawing] = []  # events of this batch whose snapshot is due
         self._consumed: dict[tuple[str, int], int] = {}
@@ -564,7 +564,8 @@ class AlertsDaemon:
             f"{counted(metrics.results):.0f} results "
             f"({counted(metrics.duplicates, reason='replayed'):.0f} replayed and "
             f"{counted(metrics.duplicates, reason='duplicate'):.0f} duplicates skipped, "
-            f"{counted(metrics.bad):.0f} rejected), {counted(metrics.events):.0f} alerts"
+            f"{counted(metrics.bad):.0f} rejected), {counted(metrics.events):.0f} alerts, "
+            f"{counted(metrics.clips, outcome='made'):.0f} clips"
         )
         pending = store.pending_counts(self.connection) if self.connection is not None else {}
         if pending:

@@ -45,6 +45,19 @@ class AlertsMetrics:
             "Partitions of the results topic assigned to this daemon (0: waiting for assignment)",
             registry=registry,
         )
+        self.clips = Counter(
+            "vspd_alerts_clips",
+            "Event clips, by outcome (made, failed, skipped: too many waiting)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("made", "failed", "skipped"):
+            self.clips.labels(outcome)
+        self.clips_removed = Counter(
+            "vspd_alerts_clips_removed",
+            "Clip files removed, oldest first, to stay under clips_max_bytes",
+            registry=registry,
+        )
         # The main loop's work per batch (store transaction, snapshots, commit):
         # what keeps it from consuming; reports render on their own thread.
         self.batch_seconds = Histogram(

@@ -34,7 +34,7 @@ from vspd.config import VspdConfig
 from vspd.config.model import BrokerConfig, TopicName
 from vspd.runtime.lifecycle import StopFlag
 from vspd.runtime.metrics import counted
-from vspd.runtime.moments import parse_period
+from vspd.runtime.moments import parse_period, unix_ns
 from vspd.runtime.topic_reader import TopicReader
 
 log = structlog.get_logger(__name__)
@@ -130,7 +130,7 @@ def _duration(seconds: float) -> str:
 
 def run(config: VspdConfig, args: argparse.Namespace, stop: StopFlag) -> int:
     since, until = parse_period(args.since, args.until)
-    since_ns, until_ns = int(since.timestamp() * 1e9), int(until.timestamp() * 1e9)
+    since_ns, until_ns = unix_ns(since), unix_ns(until)
     if until_ns > time.time_ns():
         raise BrokerError("--until is in the future: a replay reads what Kafka holds already")
     if args.results_topic == config.kafka.results_topic:

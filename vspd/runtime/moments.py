@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from vspd.errors import VspdError
 
@@ -27,3 +27,11 @@ def parse_period(since: str, until: str) -> tuple[datetime, datetime]:
     if end <= start:
         raise MomentError("--until must be after --since")
     return start, end
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def unix_ns(moment: datetime) -> int:
+    """Exact nanoseconds since the epoch (timestamp() is a float: off by up to ~100 ns)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
