@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support.kafka import Record, create_topics, read_topic, unique_name
+from tests.support.metrics import samples
 from tests.support.mjpeg import MjpegCamera
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import TansuBroker, free_port
@@ -41,12 +44,19 @@ def stopped_status(daemon: DaemonProcess) -> dict[str, int]:
     return {"captured": int(captured), "sent": int(sent), "dropped": int(dropped)}
 
 
-def metric(port: int, name: str, labels: str = "") -> float:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+]+)"
-    found = re.search(pattern, body)
+def metric(port: int, name: str, **labels: str) -> float:
+    """A sample's value (the sum over its other labels), read with Prometheus' own parser."""
+    found = [v for have, v in samples(port, name) if labels.items() <= have.items()]
     assert found, f"{name}{labels} not in /metrics"
-    return float(found.group(1))
+    return sum(found)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def test_synthetic_cameras_arrive_complete_and_in_order(
@@ -214,6 +224,78 @@ def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
     assert daemon.log().count("source opened") >= 2
 
 
+def test_unusable_camera_frames_are_dropped_and_counted_and_the_stream_goes_on(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    camera = MjpegCamera(free_port(), fps=20)
+    camera.corrupt_every = 5  # every fifth part the camera sends is garbage
+    camera.start()
+    topics = fresh_topics(partitions=1)
+    port = free_port()
+    config = write_config(
+        topics=topics,
+        cameras=[{"id": "glitchy", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
+        metrics={"enabled": True, "capture_port": port},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "glitchy")
+    try:
+        read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 1)  # metrics are up
+        wait_until(
+            lambda: metric(port, "vspd_capture_frames_dropped_total", reason="corrupt") >= 5,
+            60,
+            "unusable frames counted",
+        )
+        records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 20)
+        assert metric(port, "vspd_capture_source_reconnects_total") == 0  # never reopened for it
+    finally:
+        camera.stop()
+    assert daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["glitchy"]]
+    assert all(f.image[:2] == b"\xff\xd8" for f in frames)  # only JPEGs reached Kafka
+    assert [f.seq for f in frames] == list(range(len(frames)))  # dropped before numbering
+    assert '"event": "unusable frame dropped"' in daemon.log()
+
+
+def test_a_stalled_camera_is_reopened_and_a_read_that_hangs_stops_the_watchdog(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    camera = MjpegCamera(free_port(), fps=20)
+    camera.start()
+    topics = fresh_topics(partitions=1)
+    port = free_port()
+    config = write_config(
+        topics=topics,
+        cameras=[{"id": "stally", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
+        # Below the source's own read timeout (10 s): the stall is first taken for a hung read.
+        capture={"stalled_after_s": 2.0, "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
+        metrics={"enabled": True, "capture_port": port},
+    )
+    daemon = daemons("--config", str(config), "capture", "--camera", "stally")
+    health = f"http://127.0.0.1:{port}/healthz"
+    try:
+        read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 10)
+        assert http_status(health) == 200
+        camera.stalled.set()  # the connection stays open, nothing comes
+        daemon.wait_for_log("watchdog stopped so that systemd restarts capture")
+        wait_until(lambda: http_status(health) == 503, 60, "/healthz to say stalled")
+        # The source's read timeout then ends the read: reopened, frames again, alive again.
+        daemon.wait_for_log('"state": "reconnecting"')
+        camera.stalled.clear()
+        wait_until(lambda: http_status(health) == 200, 60, "/healthz alive again")
+        records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 30)
+    finally:
+        camera.stop()
+    assert daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["stally"]]
+    assert [f.seq for f in frames] == list(range(len(frames)))  # seq continues across it
+
+
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[TansuBroker]:
     """A broker of this test's own, so that pausing it disturbs no other test."""
@@ -301,7 +383,7 @@ def test_kafka_paused_with_a_small_buffer_drops_exactly_what_it_counts(
     daemons: Callable[..., DaemonProcess],
 ) -> None:
     def dropping(port: int) -> bool:
-        return metric(port, "vspd_capture_frames_dropped_total", 'reason="buffer_full"') >= 30
+        return metric(port, "vspd_capture_frames_dropped_total", reason="buffer_full") >= 30
 
     daemon, dropped, records = _paused_capture(
         private_broker, write_config, daemons, 200_000, dropping
@@ -329,6 +411,59 @@ def test_picamera2_without_the_library_is_a_clear_error(
     )
     assert "apt install python3-picamera2" in log
     assert "Traceback" not in log
+
+
+STANDIN = Path(__file__).parent / "support" / "picamera2_standin"
+
+
+@pytest.mark.parametrize(
+    ("platform", "setting", "lores", "encoder", "stream"),
+    [
+        ("VC4", "auto", False, "MJPEGEncoder", "main"),  # Pi 0-4: the hardware JPEG block
+        ("PISP", "auto", False, "JpegEncoder", "main"),  # Pi 5: simplejpeg
+        ("PISP", "auto", True, "JpegEncoder", "lores"),  # the full sensor view, scaled by the ISP
+        ("VC4", "jpeg", True, "JpegEncoder", "lores"),  # the config's word wins
+    ],
+)
+def test_picamera2_encoder_and_stream_chosen_per_board(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+    tmp_path: Path,
+    platform: str,
+    setting: str,
+    lores: bool,
+    encoder: str,
+    stream: str,
+) -> None:
+    """Against a stand-in for picamera2 (no Pi camera here): tests/support/picamera2_standin."""
+    topics = fresh_topics(partitions=1)
+    camera = {
+        "id": "pi", "source": "picamera2:0", "fps": 10, "width": 640, "height": 360,
+        "jpeg_quality": 70, "picamera_encoder": setting, "picamera_lores": lores,
+    }  # fmt: skip
+    config = write_config(topics=topics, cameras=[camera])
+    record = tmp_path / "picamera2.json"
+    daemon = daemons(
+        "--config", str(config), "capture", "--camera", "pi",
+        env={"PYTHONPATH": str(STANDIN), "STANDIN_PLATFORM": platform,
+             "STANDIN_RECORD": str(record)},
+    )  # fmt: skip
+    records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 5)
+    assert daemon.stop() == 0
+    used = json.loads(record.read_text())
+    assert (used["encoder"], used["stream"]) == (encoder, stream)
+    if encoder == "JpegEncoder":
+        assert used["quality"] == 70
+    if stream == "lores":  # main at the sensor's full size, lores at what is sent
+        assert used["config"]["main"]["size"] == [2304, 1296]
+        assert used["config"]["lores"] == {"size": [640, 360], "format": "YUV420"}
+    else:
+        assert used["config"]["main"]["size"] == [640, 360]
+    frames = [frame for _, frame in frames_by_camera(records)["pi"]]
+    assert all((f.width, f.height) == (640, 360) and f.image[:2] == b"\xff\xd8" for f in frames)
+    assert f'"encoder": "{encoder}"' in daemon.log()
 
 
 def test_unknown_camera_id_is_a_clear_error(

@@ -229,6 +229,30 @@ def test_a_status_with_any_text_reaches_systemd_as_utf8(notify_socket: NotifySoc
         notifier.close()
 
 
+def test_a_daemon_that_cannot_go_on_stops_the_watchdog_and_healthz(
+    notify_socket: NotifySocket,
+) -> None:
+    notifier = SystemdNotifier(
+        {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "2"}  # every tick may ping
+    )
+    alive = [True]
+    lifecycle = Lifecycle(notifier, lambda: "ok", alive=lambda: alive[0])
+    try:
+        lifecycle.tick()
+        assert "WATCHDOG=1" in notify_socket.drain()
+        alive[0] = False  # e.g. a camera read that hangs
+        lifecycle.tick()
+        lifecycle.tick()
+        assert "WATCHDOG=1" not in notify_socket.drain()
+        assert lifecycle.seconds_since_progress() == float("inf")
+        alive[0] = True
+        lifecycle.tick()
+        assert "WATCHDOG=1" in notify_socket.drain()
+        assert lifecycle.seconds_since_progress() < 1
+    finally:
+        notifier.close()
+
+
 def test_at_a_terminal_the_status_line_is_printed_now_and_then() -> None:
     from structlog.testing import capture_logs
 

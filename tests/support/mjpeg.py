@@ -22,6 +22,10 @@ class MjpegCamera:
         self.refused = 0
         self.fps = fps
         self.frames_served = 0
+        # Every n-th part is not a JPEG (0: never): a camera's glitch.
+        self.corrupt_every = 0
+        # Set: the stream stops sending but keeps the connection open (a stalled camera).
+        self.stalled = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._scene = SyntheticScene(320, 240, objects=2, seed=5)
@@ -49,10 +53,16 @@ class MjpegCamera:
                 started = time.monotonic()
                 try:
                     while camera._server is not None:
+                        if camera.stalled.is_set():
+                            time.sleep(0.05)
+                            continue
                         image, _ = camera._scene.render(time.monotonic() - started)
                         ok, data = cv2.imencode(".jpg", image)
                         assert ok
                         payload = data.tobytes()
+                        every = camera.corrupt_every
+                        if every and camera.frames_served % every == every - 1:
+                            payload = b"not a jpeg" * 10
                         self.wfile.write(
                             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
                         )

@@ -7,11 +7,10 @@ import queue
 import time
 import uuid
 
-import cv2
-import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry
 
+from vspd.capture.encoder import JpegEncoder
 from vspd.capture.errors import CaptureError
 from vspd.capture.metrics import CaptureMetrics
 from vspd.capture.reader import CameraReader, Numbered
@@ -42,8 +41,10 @@ class CaptureDaemon:
         self.metrics = CaptureMetrics(registry)
         self.reader = CameraReader(camera, config.capture, open_source(camera), self.metrics)
         self.sender = FrameSender(config, camera.id, self.metrics)
-        self._jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
+        self.encoder = JpegEncoder(camera)
         self._rate = SlidingRate()
+        self._stalled_after_s = config.capture.stalled_after_s
+        self._said_stalled = False
 
     def start(self) -> None:
         if self.camera.source_spec.kind == "picamera2":
@@ -55,6 +56,7 @@ class CaptureDaemon:
         self.reader.start()
 
     def step(self) -> None:
+        self._supervise()
         try:
             numbered = self.reader.frames.get(timeout=_STEP_WAIT_S)
         except queue.Empty:
@@ -69,8 +71,35 @@ class CaptureDaemon:
                     break
         self.sender.pump()
 
+    def _supervise(self) -> None:
+        """The read thread, watched from outside: a dead one is started again."""
+        reader = self.reader
+        if not reader.is_alive() and reader.state != "unsupported":
+            log.error("camera read thread ended; starting it again", error=reader.last_error)
+            reader.restart()
+
+    def alive(self) -> bool:
+        """False once a streaming camera has delivered nothing for stalled_after_s: a read
+        that hangs in the camera's library cannot be interrupted, so the watchdog (and
+        /healthz) stop and systemd restarts the daemon."""
+        silent_s = self.reader.silent_for_s()
+        stalled = silent_s > self._stalled_after_s
+        if stalled and not self._said_stalled:
+            log.error(
+                "camera delivers no frame while streaming; watchdog stopped so that systemd "
+                "restarts capture",
+                silent_s=round(silent_s, 1),
+                stalled_after_s=self._stalled_after_s,
+            )
+        self._said_stalled = stalled
+        return not stalled
+
     def _encode_and_buffer(self, numbered: Numbered) -> None:
-        frame = self.encode(numbered)
+        try:
+            frame = self.encode(numbered)
+        except CaptureError as exc:  # one bad frame: dropped, never an exit
+            self.reader.drop_corrupt(str(exc))
+            return
         self.sender.add(
             numbered.seq,
             frame.SerializeToString(),
@@ -81,26 +110,12 @@ class CaptureDaemon:
     def encode(self, numbered: Numbered) -> frame_pb2.Frame:
         captured = numbered.captured
         camera = self.camera
-        started = time.perf_counter()
-        jpeg = captured.jpeg
-        width, height = captured.width, captured.height
-        if jpeg is not None and (width, height) not in ((camera.width, camera.height), (0, 0)):
-            # The camera's JPEG is not the configured size: decode and resize.
-            captured.image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-            jpeg = None
-        if jpeg is None:
-            if captured.image is None:
-                raise CaptureError("source delivered neither pixels nor JPEG")
-            image = captured.image
-            if image.shape[1] != camera.width or image.shape[0] != camera.height:
-                image = cv2.resize(
-                    image, (camera.width, camera.height), interpolation=cv2.INTER_AREA
-                )
-            ok, encoded = cv2.imencode(".jpg", image, self._jpeg_params)
-            if not ok:
-                raise CaptureError("JPEG encoding failed")
-            jpeg = encoded.tobytes()
-            width, height = camera.width, camera.height
+        if self.encoder.passes_through(captured):
+            assert captured.jpeg is not None  # noqa: S101 - passes_through says so
+            jpeg, width, height = captured.jpeg, captured.width, captured.height
+        else:
+            started = time.perf_counter()
+            jpeg, width, height = self.encoder.encode(captured)
             self.metrics.encode_seconds.observe(time.perf_counter() - started)
         return frame_pb2.Frame(
             camera_id=camera.id,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SOURCE_STATES = ("connecting", "streaming", "reconnecting", "unsupported")
-DROP_REASONS = ("queue_full", "buffer_full", "kafka_error")
+# corrupt: a frame the camera sent that is not an image (dropped, the stream goes on).
+DROP_REASONS = ("queue_full", "buffer_full", "kafka_error", "corrupt")
 
 
 class CaptureMetrics:
@@ -47,6 +48,11 @@ class CaptureMetrics:
         )
         self.reconnects = Counter(
             "vspd_capture_source_reconnects", "Source reopen attempts", registry=registry
+        )
+        self.thread_restarts = Counter(
+            "vspd_capture_reader_restarts",
+            "Camera read threads found dead and started again",
+            registry=registry,
         )
         for reason in DROP_REASONS:
             self.dropped.labels(reason)

@@ -3,7 +3,10 @@
 Each captured frame gets the next sequence number at once, then goes into a
 bounded queue; when the queue is full the frame is dropped and counted, and
 the gap in sequence numbers shows it downstream. A failing source is reopened
-with capped exponential backoff; sequence numbers continue.
+with capped exponential backoff; sequence numbers continue. Any exception
+from a source means a reopen, never a dead thread; a single unusable frame
+(CorruptFrameError) is dropped and counted and the stream goes on. The
+daemon watches the thread from outside (`is_alive`, `silent_for_s`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from vspd.capture.errors import CaptureError
+from vspd.capture.errors import CaptureError, CorruptFrameError
 from vspd.capture.metrics import CaptureMetrics
 from vspd.capture.sources.base import Captured, FrameSource
 from vspd.config.model import CameraConfig, CaptureConfig
@@ -47,6 +50,8 @@ class CameraReader:
         self.state = "connecting"
         self.last_error = ""
         self.next_seq = 0
+        self.last_frame_monotonic = time.monotonic()  # or when streaming began
+        self._corrupt_seen = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,6 +71,18 @@ class CameraReader:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def restart(self) -> None:
+        """A new read thread after the old one died (sequence numbers continue)."""
+        self.metrics.thread_restarts.inc()
+        self._stop.clear()
+        self.start()
+
+    def silent_for_s(self) -> float:
+        """How long a streaming source has delivered nothing (0 when not streaming)."""
+        if self.state != "streaming":
+            return 0.0
+        return time.monotonic() - self.last_frame_monotonic
+
     def _set_state(self, state: str) -> None:
         if state != self.state:
             log.info("source state", state=state, error=self.last_error or None)
@@ -84,12 +101,16 @@ class CameraReader:
                     log.error("source cannot run here", error=str(exc))  # noqa: TRY400 - no traceback needed
                     return
                 self._set_state("reconnecting")
+            except Exception as exc:  # noqa: BLE001 - a source's own bug: reopened, never a dead thread
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._set_state("reconnecting")
             else:
                 self.last_error = ""
+                self.last_frame_monotonic = time.monotonic()
                 self._set_state("streaming")
                 failures = 0
                 self._stream()
-                self.source.close()
+                self._close_source()
                 if self._stop.is_set():
                     return
                 self._set_state("reconnecting")
@@ -117,8 +138,15 @@ class CameraReader:
                 next_due = max(next_due + interval_ns, time.monotonic_ns())
             try:
                 captured = self.source.read()
+            except CorruptFrameError as exc:
+                self.drop_corrupt(str(exc))
+                continue
             except CaptureError as exc:  # reopened with backoff; a final one is said there
                 self.last_error = str(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a source's own bug: reopened, never a dead thread
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("source failed", error=self.last_error)
                 return
             if not self.source.paced_by_reader:
                 # A live camera faster than the target fps: keep every n-th frame.
@@ -127,7 +155,21 @@ class CameraReader:
                 last_accepted = captured.capture_monotonic_ns
             self._hand_over(captured)
 
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001 - reopened anyway
+            log.warning("source did not close cleanly", error=f"{type(exc).__name__}: {exc}")
+
+    def drop_corrupt(self, reason: str) -> None:
+        """A frame that cannot be used: counted, said now and then; the stream goes on."""
+        self.metrics.dropped.labels("corrupt").inc()
+        self._corrupt_seen += 1
+        if self._corrupt_seen in (1, 10, 100) or self._corrupt_seen % 1000 == 0:
+            log.warning("unusable frame dropped", reason=reason, dropped_so_far=self._corrupt_seen)
+
     def _hand_over(self, captured: Captured) -> None:
+        self.last_frame_monotonic = time.monotonic()
         numbered = Numbered(self.next_seq, captured)
         self.next_seq += 1
         self.metrics.captured.inc()

@@ -178,6 +178,11 @@ class CameraConfig(Section):
     # logs); the password takes credential:NAME. user:pass@ in the URL works too.
     username: str = Field(default="", max_length=256, pattern=r"^[^\x00-\x1f:@/]*$")
     password: CameraSecret | None = None
+    # picamera2 sources (vspd.capture.sources.picamera): the JPEG encoder, auto =
+    # the hardware block on Pi 0-4, simplejpeg on a Pi 5; lores = encode a stream
+    # scaled from the sensor's full field of view.
+    picamera_encoder: Literal["auto", "mjpeg", "jpeg"] = "auto"
+    picamera_lores: bool = False
 
     @field_validator("source")
     @classmethod
@@ -198,6 +203,10 @@ class CaptureConfig(Section):
     buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     reconnect_initial_s: PositiveSeconds = 0.5
     reconnect_max_s: PositiveSeconds = 30.0
+    # A camera that says it streams but delivers no frame this long has a read
+    # that hangs (no source timeout caught it): the daemon stops answering the
+    # systemd watchdog (and /healthz), so that systemd restarts it.
+    stalled_after_s: PositiveSeconds = 60.0
 
 
 class BrokerConfig(Section):

@@ -94,8 +94,13 @@ class Lifecycle:
         status: Callable[[], str],
         readiness: Callable[[], Readiness] | None = None,
         at_terminal: bool | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self.notifier = notifier
+        # A daemon whose loop runs but whose work cannot go on (a camera read that
+        # hangs) says so here: no watchdog ping, no progress, and systemd restarts it.
+        self._alive = alive
+        self._gave_up = False
         self._status = status
         self._readiness = readiness
         self._last_status = float("-inf")
@@ -108,8 +113,10 @@ class Lifecycle:
     def tick(self) -> None:
         """Called once per main-loop iteration: proof that the loop is alive."""
         now = time.monotonic()
-        self.last_progress = now
-        self.notifier.watchdog()
+        self._gave_up = self._alive is not None and not self._alive()
+        if not self._gave_up:
+            self.last_progress = now
+            self.notifier.watchdog()
         if now - self._last_readiness >= READINESS_INTERVAL_S:
             self._last_readiness = now
             self._ready = self._readiness() if self._readiness is not None else READY
@@ -122,6 +129,9 @@ class Lifecycle:
                 log.info("status", status=text)
 
     def seconds_since_progress(self) -> float:
+        """For /healthz: infinite once the daemon said it cannot go on (see `alive`)."""
+        if self._gave_up:
+            return float("inf")
         return time.monotonic() - self.last_progress
 
     def readiness(self) -> Readiness:

@@ -67,7 +67,12 @@ def _handler(
             elif self.path == "/healthz":
                 stalled = seconds_since_progress()
                 alive = stalled < LIVENESS_STALL_S
-                body = f"{'ok' if alive else 'stalled'} {stalled:.1f}s since progress\n".encode()
+                if stalled == float("inf"):
+                    body = b"stalled: the daemon cannot go on (its log says why)\n"
+                else:
+                    body = (
+                        f"{'ok' if alive else 'stalled'} {stalled:.1f}s since progress\n".encode()
+                    )
                 self._reply(200 if alive else 503, body, "text/plain")
             elif self.path == "/readyz":
                 try:

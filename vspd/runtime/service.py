@@ -21,7 +21,9 @@ def serve(
     metrics_port: int,
 ) -> int:
     notifier = SystemdNotifier()
-    lifecycle = Lifecycle(notifier, daemon.status, daemon.readiness)
+    lifecycle = Lifecycle(
+        notifier, daemon.status, daemon.readiness, alive=getattr(daemon, "alive", None)
+    )
     metrics = None
     if config.metrics.enabled:
         try:

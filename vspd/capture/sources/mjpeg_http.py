@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from vspd.capture.errors import SourceUnavailableError
+from vspd.capture.errors import CorruptFrameError, SourceUnavailableError
 from vspd.capture.sources.base import Captured
 from vspd.config.model import CameraConfig
 from vspd.images import jpeg_size
@@ -75,7 +75,7 @@ class MjpegHttpSource:
         captured = Captured.now(jpeg=data)
         size = jpeg_size(data)
         if size is None:
-            raise SourceUnavailableError(f"{self._shown} sent a part that is not a JPEG")
+            raise CorruptFrameError(f"{self._shown} sent a part that is not a JPEG")
         captured.width, captured.height = size
         return captured
 
