@@ -52,6 +52,7 @@ RUN_BY: dict[str, str] = {
     "ansible-playbook -i inventory/example site.yml": "tests/system/test_ansible.py::test_playbook_provisions_a_fleet",
     # The benchmarks are run by hand (speed is not tested); here their command lines are.
     ".venv/bin/python -m bench.capture_bench": HERE,
+    ".venv/bin/python -m bench.capture_bench --fps 30": HERE,
     ".venv/bin/python -m bench.processor_bench": HERE,
     ".venv/bin/python -m bench.broker_bench": HERE,
     ".venv/bin/python -m bench.pipeline_bench --cameras 8": HERE,

@@ -115,3 +115,16 @@ def test_original_detector_contract_keeps_its_field_numbers() -> None:
     )
     assert detector_pb2.DESCRIPTOR.package == ""
     assert detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name == "Detector"
+
+
+def test_a_frame_serialized_with_its_image_apart_is_the_same_message() -> None:
+    fields = frame_pb2.Frame(
+        camera_id="door", session_id="s", seq=7, capture_time_unix_ns=1, width=64, height=48,
+        encoding=frame_pb2.ENCODING_JPEG, metadata={"k": "v"},
+    )  # fmt: skip
+    image = bytes(range(256)) * 1200  # long enough for a multi-byte length
+    whole = frame_pb2.Frame()
+    whole.CopyFrom(fields)
+    whole.image = image
+    parsed = wire.decode_frame(wire.frame_with_image(fields, image))
+    assert parsed == whole

@@ -61,6 +61,19 @@ class BadMessageError(VspdError):
     """A Kafka message that is not what its topic promises (poison input)."""
 
 
+_FRAME_IMAGE_TAG = b"\x4a"  # Frame.image: field 9, length-delimited
+
+
+def frame_with_image(frame: frame_pb2.Frame, image: bytes) -> bytes:
+    """A serialized Frame: `frame` (without its image) and the image appended as field 9.
+
+    Protobuf fields may come in any order, so this is the same message as setting
+    `image` and serializing, with one copy of the image instead of two (a 1080p
+    JPEG is ~300 KB, on a Pi's slow cores, every frame).
+    """
+    return frame.SerializeToString() + length_delimited(_FRAME_IMAGE_TAG, image)
+
+
 def length_delimited(field_tag: bytes, payload: bytes) -> bytes:
     """A length-delimited protobuf field from bytes already serialized (no parse, no copy
     of a message object): the tag, the length as a varint, the payload."""

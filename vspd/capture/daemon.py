@@ -10,6 +10,7 @@ import uuid
 import structlog
 from prometheus_client import CollectorRegistry
 
+from vspd import wire
 from vspd.capture.encoder import JpegEncoder
 from vspd.capture.errors import CaptureError
 from vspd.capture.metrics import CaptureMetrics
@@ -96,18 +97,19 @@ class CaptureDaemon:
 
     def _encode_and_buffer(self, numbered: Numbered) -> None:
         try:
-            frame = self.encode(numbered)
+            frame, jpeg = self.encode(numbered)
         except CaptureError as exc:  # one bad frame: dropped, never an exit
             self.reader.drop_corrupt(str(exc))
             return
         self.sender.add(
             numbered.seq,
-            frame.SerializeToString(),
+            wire.frame_with_image(frame, jpeg),
             frame.capture_monotonic_ns,
             frame.capture_time_unix_ns,
         )
 
-    def encode(self, numbered: Numbered) -> frame_pb2.Frame:
+    def encode(self, numbered: Numbered) -> tuple[frame_pb2.Frame, bytes]:
+        """The frame's fields, and its JPEG apart (joined when serialized: one copy)."""
         captured = numbered.captured
         camera = self.camera
         if self.encoder.passes_through(captured):
@@ -126,9 +128,8 @@ class CaptureDaemon:
             width=width or camera.width,
             height=height or camera.height,
             encoding=frame_pb2.ENCODING_JPEG,
-            image=jpeg,
             metadata=captured.metadata,
-        )
+        ), jpeg
 
     def status(self) -> str:
         reader, sender, metrics = self.reader, self.sender, self.metrics
