@@ -9,10 +9,12 @@ as under systemd; the broker is Tansu on loopback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,15 @@ from vspd.runtime.topics import create_topics
 FPS = 15.0
 
 
-def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
+@contextlib.contextmanager
+def pipeline(
+    cameras: int, clips: bool = False
+) -> Iterator[tuple[TansuBroker, dict[str, list[Stage]], Any, Path]]:
+    """Tansu, a processor, a broker, an alerts daemon and `cameras` captures, each a process.
+
+    Event clips are off unless asked for: they are background work (a clip per alert),
+    and the figures here are of the pipeline keeping up with its cameras.
+    """
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         kafka = TansuBroker(free_port(), work / "kafka.log").start()
@@ -84,6 +94,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
                                 }
                             ],
                             "sinks": [{"type": "log", "name": "journal"}],
+                            "clips": clips,
                         },
                         "metrics": {
                             "processor_port": ports[0],
@@ -114,48 +125,49 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
                 ],
             }
             children = [c for group in stages.values() for c in group]
-            time.sleep(warmup_s)  # a benchmark: let it settle, then measure a fixed span
-            sent0 = sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"])
-            results0 = stages["broker"][0].metric("vspd_broker_results_total")
-            cpu0 = {stage: sum(_cpu(c) for c in group) for stage, group in stages.items()}
-            t0 = time.time_ns()
-            time.sleep(measure_s)
-            t1 = time.time_ns()
-            sent = (
-                sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"]) - sent0
-            )
-            results = stages["broker"][0].metric("vspd_broker_results_total") - results0
-            cpu = {
-                stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()
-            }
-            broker = stages["broker"][0]
-            lag = broker.metric("vspd_broker_consumer_lag")
-            # The processor call as the broker sees it (gRPC both ways plus the processor's time).
-            calls = broker.metric("vspd_broker_processor_seconds_count")
-            call_ms = 1000 * broker.metric("vspd_broker_processor_seconds_sum") / max(calls, 1)
-            # The alerts daemon's main loop per batch: it must stay well under a second.
-            batch_p99_s = histogram_quantile(
-                stages["alerts"][0].port, "vspd_alerts_batch_seconds", 0.99
-            )
-            try:
-                records = read_to_end(kafka.bootstrap, config.kafka.results_topic)
-            except KafkaException:
-                records = []  # too overloaded to read the topic back: no latency figures
-            measured = [
-                r
-                for r in (wire.decode_result(record.value) for record in records)
-                if t0 <= r.frame.capture_time_unix_ns <= t1
-            ]
-            latencies = sorted(
-                (r.result_time_unix_ns - r.frame.capture_time_unix_ns) / 1e6 for r in measured
-            )
-            # What the processor itself took, as it reports: the floor of the latency.
-            processing = sorted(r.processing_time_ns / 1e6 for r in measured)
-            alert_ms = _alert_latencies(store.database_path(work / "state"), t0, t1)
+            yield kafka, stages, config, work
         finally:
             for child in reversed(children):
                 child.process.stop(30)
             kafka.stop()
+
+
+def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
+    with pipeline(cameras) as (kafka, stages, config, work):
+        time.sleep(warmup_s)  # a benchmark: let it settle, then measure a fixed span
+        sent0 = sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"])
+        results0 = stages["broker"][0].metric("vspd_broker_results_total")
+        cpu0 = {stage: sum(_cpu(c) for c in group) for stage, group in stages.items()}
+        t0 = time.time_ns()
+        time.sleep(measure_s)
+        t1 = time.time_ns()
+        sent = sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"]) - sent0
+        results = stages["broker"][0].metric("vspd_broker_results_total") - results0
+        cpu = {stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()}
+        broker = stages["broker"][0]
+        lag = broker.metric("vspd_broker_consumer_lag")
+        # The processor call as the broker sees it (gRPC both ways plus the processor's time).
+        calls = broker.metric("vspd_broker_processor_seconds_count")
+        call_ms = 1000 * broker.metric("vspd_broker_processor_seconds_sum") / max(calls, 1)
+        # The alerts daemon's main loop per batch: it must stay well under a second.
+        batch_p99_s = histogram_quantile(
+            stages["alerts"][0].port, "vspd_alerts_batch_seconds", 0.99
+        )
+        try:
+            records = read_to_end(kafka.bootstrap, config.kafka.results_topic)
+        except KafkaException:
+            records = []  # too overloaded to read the topic back: no latency figures
+        measured = [
+            r
+            for r in (wire.decode_result(record.value) for record in records)
+            if t0 <= r.frame.capture_time_unix_ns <= t1
+        ]
+        latencies = sorted(
+            (r.result_time_unix_ns - r.frame.capture_time_unix_ns) / 1e6 for r in measured
+        )
+        # What the processor itself took, as it reports: the floor of the latency.
+        processing = sorted(r.processing_time_ns / 1e6 for r in measured)
+        alert_ms = _alert_latencies(store.database_path(work / "state"), t0, t1)
     target = cameras * FPS
     rate = results / (measure_s or 1)
     keeps_up = rate >= 0.95 * target and lag < 2 * target

@@ -24,6 +24,7 @@ between the alert and its clip), bounded by `MAX_WAITING`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import os
@@ -58,6 +59,7 @@ NS = 1_000_000_000
 DUE_GRACE_NS = 2 * NS
 READ_MARGIN_MS = 5_000
 MAX_WAITING = 200
+CLIP_NICENESS = 10
 MAX_ATTEMPTS = 5
 MAX_FRAMES = 5_000
 MAX_HELD_BYTES = 512 * 1024 * 1024
@@ -283,6 +285,10 @@ class ClipWorker:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        # Background work: below the daemons that keep up with the cameras (on Linux a
+        # thread's nice value is its own, and the encoder's threads inherit it).
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLIP_NICENESS)
         connection = store.connect(self._database)
         reader = TopicReader(self._config.kafka, "vspd-clips")
         try:

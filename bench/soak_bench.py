@@ -1,0 +1,77 @@
+"""Memory over time: the whole pipeline at 8 cameras for 30 minutes, each daemon's RSS.
+
+The same pipeline as pipeline_bench (640x480 @ 15 fps synthetic cameras, the
+motion processor, Tansu on loopback, every daemon its own process). Every
+`--every` seconds each daemon's resident memory (VmRSS) is read from /proc; the
+table shows it over time (captures: the largest of them), and the last row the
+slope after the warm-up in MiB per hour, by least squares: a flat line is the
+goal (growth is what users of every such system complain of).
+Run: .venv/bin/python -m bench.soak_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench.pipeline_bench import pipeline
+from bench.support import print_table
+
+STAGES = ("capture", "processor", "broker", "alerts")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB), in MiB per hour."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return 0.0
+    return 3600 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds not in the slope")
+    parser.add_argument("--every", type=float, default=60.0, help="seconds between samples")
+    parser.add_argument("--clips", action="store_true", help="with event clips (off by default)")
+    args = parser.parse_args(argv)
+    rows = []
+    series: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
+    with pipeline(args.cameras, clips=args.clips) as (_kafka, stages, _config, _work):
+        started = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - started
+            sample = {stage: max(rss_mib(s.process.pid) for s in stages[stage]) for stage in STAGES}
+            rows.append([f"{elapsed / 60:.1f}", *(f"{sample[s]:.0f}" for s in STAGES)])
+            if elapsed >= args.warmup:
+                for stage in STAGES:
+                    series[stage].append((elapsed, sample[stage]))
+            if elapsed >= args.minutes * 60:
+                break
+            time.sleep(args.every)  # a soak: samples at a fixed pace
+    rows.append(["MiB/h", *(f"{slope_per_hour(series[s]):+.1f}" for s in STAGES)])
+    clips = "with clips" if args.clips else "no clips"
+    print(
+        f"soak: {args.cameras} cameras, {args.minutes:g} min, {clips}, RSS MiB (capture: the largest)"
+    )
+    print_table(["min", *STAGES], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
