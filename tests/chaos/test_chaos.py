@@ -79,6 +79,8 @@ class Chaos:
     faults: Counter[str] = field(default_factory=Counter)
     poison: list[bytes] = field(default_factory=list)
     broker_kills: int = 0
+    # Where each daemon's log stood when it was last started (the file holds every start's).
+    log_starts: dict[str, int] = field(default_factory=dict)
 
     def args(self, name: str) -> list[str]:
         base = ["--config", str(self.config)]
@@ -94,10 +96,22 @@ class Chaos:
             "WATCHDOG_USEC": "2000000",
             f"VSPD_METRICS__{key}_PORT": str(self.metrics_ports[name] - offset),
         }
-        self.processes[name] = DaemonProcess(
-            self.args(name), self.directory / f"{name}.log", env
-        ).start()
+        log = self.directory / f"{name}.log"
+        self.log_starts[name] = len(log.read_text(errors="replace")) if log.exists() else 0
+        self.processes[name] = DaemonProcess(self.args(name), log, env).start()
         self.monitor.begin(name)
+
+    def wait_serving(self, name: str) -> None:
+        """Until the daemon started last under this name serves.
+
+        A SIGTERM during a daemon's first second (Python still importing, before its
+        handler is installed) ends it by the signal: a stop right after a restart
+        would see that, not how the daemon drains.
+        """
+        process, since = self.processes[name], self.log_starts[name]
+        wait_until(
+            lambda: '"event": "serving"' in process.log()[since:], 120, f"{name} to serve again"
+        )
 
     def kill9(self, name: str) -> None:
         self.monitor.end(name)
@@ -299,6 +313,8 @@ def inject(chaos: Chaos, rng: random.Random, kind: str) -> None:
 def drain(chaos: Chaos) -> None:
     """Cameras stop; everything that reached Kafka must then come through."""
     chaos.receiver.mode = "ok"
+    for name in [*CAMERAS, *SERVICES]:
+        chaos.wait_serving(name)
     for camera in CAMERAS:
         assert chaos.stop(camera) == 0, chaos.processes[camera].log()[-2000:]
     kafka = chaos.kafka.bootstrap
