@@ -157,3 +157,24 @@ def test_report_into_a_path_that_cannot_be_a_directory(tmp_path: Path) -> None:
         )
     )
     assert line == f"vspd report: cannot write the report into {out}: Not a directory"
+
+
+def test_commands_that_read_kafka_once_say_in_one_line_that_it_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    from tests.support.tansu import free_port
+
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    config = write_config(tmp_path, {"kafka": {"bootstrap_servers": dead}})
+    status = one_line_failure(vspd("--config", str(config), "--log-level", "error", "status"))
+    assert status.startswith(f"vspd status: Kafka at {dead}: ")
+    period = ["replay", "--since", "2026-11-29", "--until", "2026-11-30"]
+    target = ["--results-topic", "elsewhere"]
+    replay = one_line_failure(
+        vspd("--config", str(config), "--log-level", "error", *period, *target)
+    )
+    assert replay.startswith(f"vspd replay: Kafka at {dead}: ")
+    wrong = one_line_failure(
+        vspd("--config", str(config), *period, *target, "--processor-address", "nowhere")
+    )
+    assert "'nowhere' is not host:port" in wrong  # refused before Kafka is asked

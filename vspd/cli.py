@@ -351,6 +351,28 @@ def _run(args: argparse.Namespace, config: VspdConfig, daemon_name: str) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A command that reads Kafka once (status, replay) and cannot: one line, no traceback.
+        failure = _kafka_failure(config, exc)
+        if failure is None:
+            raise
+        print(f"vspd {args.command}: {failure}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _kafka_failure(config: VspdConfig, exc: Exception) -> str | None:
+    # Imported here: `vspd check-config` and `vspd config` load no Kafka client.
+    from confluent_kafka import KafkaError, KafkaException
+
+    from vspd.runtime.kafka import describe_failure, hint_for
+
+    if not isinstance(exc, KafkaException):
+        return None
+    error = exc.args[0] if exc.args else None
+    reason = describe_failure(error) if isinstance(error, KafkaError) else str(exc)
+    hint = hint_for(reason)
+    where = f"Kafka at {config.kafka.bootstrap_servers}"
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

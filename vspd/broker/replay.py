@@ -140,8 +140,8 @@ def run(config: VspdConfig, args: argparse.Namespace, stop: StopFlag) -> int:
         )
     cameras = list(args.camera or [])
     group = replay_group(args.results_topic, since_ns, until_ns, cameras)
+    replay = replay_config(config, args, group)  # the command line checked before Kafka is asked
     bounds = plan(config, since_ns, until_ns, cameras)
-    replay = replay_config(config, args, group)
     daemon = BrokerDaemon(replay, CollectorRegistry())
     daemon.partitions.bounds = bounds
     log.info(
