@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -189,21 +190,52 @@ def test_video_file_with_loop_plays_continuously(
     assert '"state": "reconnecting"' not in daemon.log()
 
 
-def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
-    bootstrap: str,
+@dataclass
+class NetworkCamera:
+    """A real MJPEG-over-HTTP camera on loopback, and the capture daemon reading it."""
+
+    camera: MjpegCamera
+    topics: dict[str, str]
+    daemon: DaemonProcess
+    metrics_port: int
+
+
+@pytest.fixture
+def network_camera(
     fresh_topics: Callable[..., dict[str, str]],
     write_config: Callable[..., Path],
     daemons: Callable[..., DaemonProcess],
+) -> Iterator[Callable[..., NetworkCamera]]:
+    cameras: list[MjpegCamera] = []
+
+    def start(camera_id: str, corrupt_every: int = 0, **capture: float) -> NetworkCamera:
+        camera = MjpegCamera(free_port(), fps=20)
+        camera.corrupt_every = corrupt_every
+        camera.start()
+        cameras.append(camera)
+        topics = fresh_topics(partitions=1)
+        port = free_port()
+        config = write_config(
+            topics=topics,
+            cameras=[
+                {"id": camera_id, "source": camera.url, "fps": 20, "width": 320, "height": 240}
+            ],
+            capture={"reconnect_initial_s": 0.2, "reconnect_max_s": 0.5, **capture},
+            metrics={"enabled": True, "capture_port": port},
+        )
+        daemon = daemons("--config", str(config), "capture", "--camera", camera_id)
+        return NetworkCamera(camera, topics, daemon, port)
+
+    yield start
+    for camera in cameras:
+        camera.stop()
+
+
+def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
+    bootstrap: str, network_camera: Callable[..., NetworkCamera]
 ) -> None:
-    camera = MjpegCamera(free_port(), fps=20)
-    camera.start()
-    topics = fresh_topics(partitions=2)
-    config = write_config(
-        topics=topics,
-        cameras=[{"id": "net", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
-        capture={"reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
-    )
-    daemon = daemons("--config", str(config), "capture", "--camera", "net")
+    net = network_camera("net")
+    camera, topics, daemon = net.camera, net.topics, net.daemon
     try:
         read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 10)
         camera.stop()
@@ -225,22 +257,11 @@ def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
 
 
 def test_unusable_camera_frames_are_dropped_and_counted_and_the_stream_goes_on(
-    bootstrap: str,
-    fresh_topics: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    daemons: Callable[..., DaemonProcess],
+    bootstrap: str, network_camera: Callable[..., NetworkCamera]
 ) -> None:
-    camera = MjpegCamera(free_port(), fps=20)
-    camera.corrupt_every = 5  # every fifth part the camera sends is garbage
-    camera.start()
-    topics = fresh_topics(partitions=1)
-    port = free_port()
-    config = write_config(
-        topics=topics,
-        cameras=[{"id": "glitchy", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
-        metrics={"enabled": True, "capture_port": port},
-    )
-    daemon = daemons("--config", str(config), "capture", "--camera", "glitchy")
+    # Every fifth part the camera sends is garbage.
+    net = network_camera("glitchy", corrupt_every=5)
+    camera, topics, daemon, port = net.camera, net.topics, net.daemon, net.metrics_port
     try:
         read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 1)  # metrics are up
         wait_until(
@@ -260,23 +281,11 @@ def test_unusable_camera_frames_are_dropped_and_counted_and_the_stream_goes_on(
 
 
 def test_a_stalled_camera_is_reopened_and_a_read_that_hangs_stops_the_watchdog(
-    bootstrap: str,
-    fresh_topics: Callable[..., dict[str, str]],
-    write_config: Callable[..., Path],
-    daemons: Callable[..., DaemonProcess],
+    bootstrap: str, network_camera: Callable[..., NetworkCamera]
 ) -> None:
-    camera = MjpegCamera(free_port(), fps=20)
-    camera.start()
-    topics = fresh_topics(partitions=1)
-    port = free_port()
-    config = write_config(
-        topics=topics,
-        cameras=[{"id": "stally", "source": camera.url, "fps": 20, "width": 320, "height": 240}],
-        # Below the source's own read timeout (10 s): the stall is first taken for a hung read.
-        capture={"stalled_after_s": 2.0, "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
-        metrics={"enabled": True, "capture_port": port},
-    )
-    daemon = daemons("--config", str(config), "capture", "--camera", "stally")
+    # Below the source's own read timeout (10 s): the stall is first taken for a hung read.
+    net = network_camera("stally", stalled_after_s=2.0)
+    camera, topics, daemon, port = net.camera, net.topics, net.daemon, net.metrics_port
     health = f"http://127.0.0.1:{port}/healthz"
     try:
         read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 10)
