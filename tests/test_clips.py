@@ -87,6 +87,25 @@ def produce_results(bootstrap: str, topic: str, frames_topic: str, alerts: list[
     assert producer.flush(30) == 0
 
 
+def start_and_alert(
+    daemons: Callable[..., DaemonProcess],
+    config: Path,
+    bootstrap: str,
+    topics: dict[str, str],
+    alerts: list[tuple[frame_pb2.Frame, tuple[int, int]]],
+) -> DaemonProcess:
+    """The alerts daemon, clips ready, then a person result for each (frame, its position)."""
+    daemon = daemons("--config", str(config), "alerts")
+    daemon.wait_for_log('"event": "clips"')
+    produce_results(
+        bootstrap,
+        topics["results_topic"],
+        topics["frames_topic"],
+        [alert_result(item, position) for item, position in alerts],
+    )
+    return daemon
+
+
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     hook = WebhookReceiver()
@@ -166,16 +185,12 @@ def test_an_alerts_clip_holds_every_frame_of_its_span_in_order_and_plays_in_chro
     positions = produce_frames(bootstrap, topics["frames_topic"], door)
     produce_frames(bootstrap, topics["frames_topic"], yard)
     gate_positions = produce_frames(bootstrap, topics["frames_topic"], gate)
-    daemon = daemons("--config", str(config), "alerts")
-    daemon.wait_for_log('"event": "clips"')
-    produce_results(
+    daemon = start_and_alert(
+        daemons,
+        config,
         bootstrap,
-        topics["results_topic"],
-        topics["frames_topic"],
-        [
-            alert_result(door[100], positions[("door", 100)]),
-            alert_result(gate[20], gate_positions[("gate", 20)]),
-        ],
+        topics,
+        [(door[100], positions[("door", 100)]), (gate[20], gate_positions[("gate", 20)])],
     )
     wait_until(lambda: len(receiver.clips()) == 2, 120, "both clips' follow-ups")
     clips = {clip["camera"]: clip for clip in receiver.clips()}
@@ -265,13 +280,8 @@ def test_a_clip_survives_kill9_between_its_alert_and_itself_and_comes_once(
     # times ahead), so the clip is due in about twelve seconds.
     door = [frame("door", session, seq, now + (seq - 50) * SECOND // FPS) for seq in range(160)]
     positions = produce_frames(bootstrap, topics["frames_topic"], door)
-    daemon = daemons("--config", str(config), "alerts")
-    daemon.wait_for_log('"event": "clips"')
-    produce_results(
-        bootstrap,
-        topics["results_topic"],
-        topics["frames_topic"],
-        [alert_result(door[50], positions[("door", 50)])],
+    daemon = start_and_alert(
+        daemons, config, bootstrap, topics, [(door[50], positions[("door", 50)])]
     )
 
     def alert_delivered() -> bool:
