@@ -8,9 +8,12 @@ source scripts/setup-env.sh
 
 # opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too);
 # mosquitto: a real MQTT broker; chromium: renders the HTML reports; openssl: test certificates;
-# debootstrap, systemd-container, lintian: the .deb in a booted Debian trixie (tests/system).
+# debootstrap, systemd-container, lintian: the .deb in a booted Debian trixie (tests/system);
+# GStreamer's RTSP server (under Debian's python3, with x264): a real RTSP camera.
 apt_install ca-certificates opencv-data mosquitto chromium openssl \
-    debootstrap systemd-container lintian dpkg-dev
+    debootstrap systemd-container lintian dpkg-dev \
+    python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 make_venv test
 
 # The `faces` built-in needs CascadeClassifier, which OpenCV 5's main wheel dropped;

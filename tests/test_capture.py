@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import urllib.error
@@ -20,6 +21,7 @@ from tests.support.kafka import Record, create_topics, read_topic, unique_name
 from tests.support.metrics import samples
 from tests.support.mjpeg import MjpegCamera
 from tests.support.processes import DaemonProcess, wait_until
+from tests.support.rtsp import RtspCamera
 from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
 from vspd.capture.errors import SourceUnavailableError
@@ -303,6 +305,116 @@ def test_a_stalled_camera_is_reopened_and_a_read_that_hangs_stops_the_watchdog(
     assert daemon.stop() == 0
     frames = [frame for _, frame in frames_by_camera(records)["stally"]]
     assert [f.seq for f in frames] == list(range(len(frames)))  # seq continues across it
+
+
+@dataclass
+class RtspCapture:
+    """A real RTSP camera (GStreamer's RTSP server) on loopback, and the capture daemon reading it."""
+
+    camera: RtspCamera
+    topics: dict[str, str]
+    daemon: DaemonProcess
+    metrics_port: int
+
+    def streaming_after(self, captured: float, more: int = 10) -> float:
+        """Wait for `more` frames beyond `captured` (read from /metrics); the new count."""
+        wait_until(
+            lambda: (
+                metric(self.metrics_port, "vspd_capture_frames_captured_total") >= captured + more
+            ),
+            90,
+            f"{more} more frames from the RTSP camera",
+        )
+        return metric(self.metrics_port, "vspd_capture_frames_captured_total")
+
+    def threads_and_files(self) -> tuple[int, int]:
+        pid = self.daemon.pid
+        return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture
+def rtsp_capture(
+    bootstrap: str,
+    fresh_topics: Callable[..., dict[str, str]],
+    write_config: Callable[..., Path],
+    daemons: Callable[..., DaemonProcess],
+) -> Iterator[RtspCapture]:
+    camera = RtspCamera(free_port())
+    camera.start()
+    try:
+        topics = fresh_topics(partitions=1)
+        port = free_port()
+        config = write_config(
+            topics=topics,
+            cameras=[{"id": "door", "source": camera.url, "fps": 15, "width": 320, "height": 240}],
+            capture={"reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
+            metrics={"enabled": True, "capture_port": port},
+        )
+        daemon = daemons("--config", str(config), "capture", "--camera", "door")
+        read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 1)  # metrics are up
+        yield RtspCapture(camera, topics, daemon, port)
+    finally:
+        camera.stop()
+
+
+def test_rtsp_camera_that_goes_away_again_and_again_is_reopened_without_leaks(
+    bootstrap: str, rtsp_capture: RtspCapture
+) -> None:
+    net, reopens = rtsp_capture, 6
+    captured = net.streaming_after(0)
+    net.camera.stop()
+    net.daemon.wait_for_log('"state": "reconnecting"')
+    net.camera.start()
+    captured = net.streaming_after(captured)
+    threads_before, files_before = net.threads_and_files()  # streaming, after one reopen
+    for _ in range(reopens):
+        reconnects = metric(net.metrics_port, "vspd_capture_source_reconnects_total")
+        net.camera.stop()
+        wait_until(
+            lambda before=reconnects: (
+                metric(  # type: ignore[misc]
+                    net.metrics_port, "vspd_capture_source_reconnects_total"
+                )
+                > before
+            ),
+            60,
+            "the capture to notice the camera went away",
+        )
+        net.camera.start()
+        captured = net.streaming_after(captured)
+    threads_after, files_after = net.threads_and_files()
+    records = read_topic(bootstrap, net.topics["frames_topic"], lambda r: len(r) >= captured)
+    assert net.daemon.stop() == 0
+    # A thread or descriptor left behind by each reopen would add `reopens` of them.
+    assert threads_after - threads_before < reopens, (threads_before, threads_after)
+    assert files_after - files_before < reopens, (files_before, files_after)
+    frames = [frame for _, frame in frames_by_camera(records)["door"]]
+    assert [f.seq for f in frames] == list(range(len(frames)))  # seq continues across them all
+    assert len({f.session_id for f in frames}) == 1
+    assert all(f.image[:2] == b"\xff\xd8" and (f.width, f.height) == (320, 240) for f in frames)
+    assert net.daemon.log().count("source opened") >= reopens + 2
+
+
+def test_rtsp_camera_that_stalls_with_its_connection_open_does_not_hang_the_read(
+    bootstrap: str, rtsp_capture: RtspCapture
+) -> None:
+    net = rtsp_capture
+    captured = net.streaming_after(0)
+    reconnects = metric(net.metrics_port, "vspd_capture_source_reconnects_total")
+    net.camera.stall()  # SIGSTOP: the TCP connection stays open, no RTP packet comes
+    # FFmpeg's read alone would wait for ever; the read timeout ends it and the source reopens.
+    net.daemon.wait_for_log("stopped delivering frames", timeout_s=90)
+    wait_until(
+        lambda: metric(net.metrics_port, "vspd_capture_source_reconnects_total") > reconnects,
+        60,
+        "a reopen after the stall",
+    )
+    net.camera.resume()
+    captured = net.streaming_after(captured)
+    records = read_topic(bootstrap, net.topics["frames_topic"], lambda r: len(r) >= captured)
+    assert net.daemon.stop() == 0
+    frames = [frame for _, frame in frames_by_camera(records)["door"]]
+    assert [f.seq for f in frames] == list(range(len(frames)))
 
 
 @pytest.fixture

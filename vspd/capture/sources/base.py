@@ -11,6 +11,10 @@ import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
 
+# A network camera that sends nothing this long (connecting, or mid-stream with
+# its connection open) is taken for gone: the read ends and the source reopens.
+NETWORK_TIMEOUT_S = 10.0
+
 
 @dataclass
 class Captured:

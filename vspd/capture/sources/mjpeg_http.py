@@ -12,14 +12,13 @@ from typing import Any
 import structlog
 
 from vspd.capture.errors import CorruptFrameError, SourceUnavailableError
-from vspd.capture.sources.base import Captured
+from vspd.capture.sources.base import NETWORK_TIMEOUT_S, Captured
 from vspd.config.model import CameraConfig
 from vspd.images import jpeg_size
 from vspd.urls import redact_url, split_login
 
 log = structlog.get_logger(__name__)
 
-READ_TIMEOUT_S = 10.0
 MAX_PART_BYTES = 32 * 1024 * 1024
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 
@@ -46,7 +45,7 @@ class MjpegHttpSource:
     def open(self) -> None:
         request = urllib.request.Request(self._url, headers=self._headers)  # noqa: S310 - http(s) checked by config
         try:
-            response = urllib.request.urlopen(request, timeout=READ_TIMEOUT_S)  # noqa: S310
+            response = urllib.request.urlopen(request, timeout=NETWORK_TIMEOUT_S)  # noqa: S310
         except urllib.error.HTTPError as exc:
             exc.close()  # an error response is a response: its connection is ours to close
             raise SourceUnavailableError(f"cannot open {self._shown}: HTTP {exc.code}") from None

@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 
 from vspd.capture.errors import SourceEndedError, SourceUnavailableError
-from vspd.capture.sources.base import Captured
+from vspd.capture.sources.base import NETWORK_TIMEOUT_S, Captured
 from vspd.config.model import CameraConfig
 from vspd.urls import redact_url, with_login
 
@@ -92,7 +92,20 @@ class OpenCvSource:
             if camera.username or camera.password is not None:
                 password = camera.password.get_secret_value() if camera.password else ""
                 target = with_login(target, camera.username, password)
-            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+            # FFmpeg's own socket reads have no deadline: a camera that stalls with its
+            # connection open would hang read() for ever. OpenCV's interrupt callback
+            # ends opening and reading after these (RTSP goes over TCP first by default).
+            timeout_ms = int(NETWORK_TIMEOUT_S * 1000)
+            capture = cv2.VideoCapture(
+                target,
+                cv2.CAP_FFMPEG,
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    timeout_ms,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    timeout_ms,
+                ],
+            )
         shown = redact_url(spec.uri) if "://" in spec.uri else spec.uri
         if not capture.isOpened():
             capture.release()
