@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -663,3 +664,72 @@ def test_why_a_source_did_not_open_is_named(kind: str, target: str, reason: str)
     from vspd.capture.sources.opencv import why_not_opened
 
     assert why_not_opened(kind, target).startswith(reason)
+
+
+class V4l2DeviceStandIn:
+    """A stand-in for cv2.VideoCapture on a V4L2 camera (no /dev/video device exists here).
+
+    Like OpenCV's V4L2 backend with CAP_PROP_CONVERT_RGB off, read() hands out the camera's
+    MJPEG buffer as one row of bytes; `converts` False is a backend that refuses to stop
+    converting (it then hands out decoded pixels).
+    """
+
+    jpeg = b""
+    converts = True
+    opened: ClassVar[list[V4l2DeviceStandIn]] = []
+
+    def __init__(self, device: str | int, backend: int) -> None:
+        self.device, self.backend = device, backend
+        self.settings: dict[int, float] = {}
+        V4l2DeviceStandIn.opened.append(self)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop == cv2.CAP_PROP_CONVERT_RGB and not self.converts:
+            return False
+        self.settings[prop] = value
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        if self.settings.get(cv2.CAP_PROP_CONVERT_RGB) == 0:
+            return True, np.frombuffer(self.jpeg, np.uint8).reshape(1, -1)
+        return True, cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("converts", [True, False])
+def test_v4l2_camera_is_asked_for_mjpeg_and_its_jpeg_passed_through(
+    monkeypatch: pytest.MonkeyPatch, converts: bool
+) -> None:
+    from vspd.capture.sources import opencv
+
+    ok, encoded = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))
+    assert ok
+    monkeypatch.setattr(V4l2DeviceStandIn, "jpeg", encoded.tobytes())
+    monkeypatch.setattr(V4l2DeviceStandIn, "converts", converts)
+    monkeypatch.setattr(V4l2DeviceStandIn, "opened", [])
+    monkeypatch.setattr(opencv.cv2, "VideoCapture", V4l2DeviceStandIn)
+    camera = CameraConfig(id="usb", source="v4l2:/dev/video2", width=64, height=48, fps=25)
+    source = opencv.OpenCvSource(camera)
+    source.open()
+    captured = source.read()
+    source.close()
+    (device,) = V4l2DeviceStandIn.opened
+    assert (device.device, device.backend) == ("/dev/video2", cv2.CAP_V4L2)
+    assert device.settings[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter.fourcc(*"MJPG")
+    assert (
+        device.settings[cv2.CAP_PROP_FRAME_WIDTH],
+        device.settings[cv2.CAP_PROP_FRAME_HEIGHT],
+    ) == (64, 48)
+    assert device.settings[cv2.CAP_PROP_FPS] == 25
+    if converts:
+        assert captured.jpeg == V4l2DeviceStandIn.jpeg  # the camera's bytes, not re-encoded
+        assert captured.image is None
+    else:
+        assert captured.jpeg is None  # pixels: the encoder makes the JPEG
+        assert captured.image is not None
+        assert (captured.width, captured.height) == (64, 48)
