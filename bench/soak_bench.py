@@ -5,7 +5,9 @@ motion processor, Tansu on loopback, every daemon its own process). Every
 `--every` seconds each daemon's resident memory (VmRSS) is read from /proc; the
 table shows it over time (captures: the largest of them), and the last row the
 slope after the warm-up in MiB per hour, by least squares: a flat line is the
-goal (growth is what users of every such system complain of).
+goal (growth is what users of every such system complain of). Beside them, the
+broker's frames buffered ahead of its windows (MiB) and its consumer lag (frames):
+a broker that falls behind fills its buffer, which is memory by design, not a leak.
 Run: .venv/bin/python -m bench.soak_bench
 """
 
@@ -21,10 +23,12 @@ from bench.support import print_table
 STAGES = ("capture", "processor", "broker", "alerts")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory in MiB: VmRSS (all of it), RssAnon (the process's own heap and
+    stacks) or RssFile (mapped files: the shared libraries, OpenCV's among them)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -57,19 +61,35 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             elapsed = time.monotonic() - started
             sample = {stage: max(rss_mib(s.process.pid) for s in stages[stage]) for stage in STAGES}
-            rows.append([f"{elapsed / 60:.1f}", *(f"{sample[s]:.0f}" for s in STAGES)])
+            # Why the broker holds what it holds: frames buffered ahead, and how far behind it is.
+            broker = stages["broker"][0]
+            buffered = broker.metric("vspd_broker_buffered_bytes") / 2**20
+            lag = broker.metric("vspd_broker_consumer_lag")
+            anon = {
+                stage: max(rss_mib(s.process.pid, "RssAnon") for s in stages[stage])
+                for stage in STAGES
+            }
+            rows.append(
+                [
+                    f"{elapsed / 60:.1f}",
+                    *(f"{sample[s]:.0f} ({anon[s]:.0f})" for s in STAGES),
+                    f"{buffered:.0f}",
+                    f"{lag:.0f}",
+                ]
+            )
             if elapsed >= args.warmup:
                 for stage in STAGES:
                     series[stage].append((elapsed, sample[stage]))
             if elapsed >= args.minutes * 60:
                 break
             time.sleep(args.every)  # a soak: samples at a fixed pace
-    rows.append(["MiB/h", *(f"{slope_per_hour(series[s]):+.1f}" for s in STAGES)])
+    rows.append(["MiB/h", *(f"{slope_per_hour(series[s]):+.1f}" for s in STAGES), "", ""])
     clips = "with clips" if args.clips else "no clips"
     print(
-        f"soak: {args.cameras} cameras, {args.minutes:g} min, {clips}, RSS MiB (capture: the largest)"
+        f"soak: {args.cameras} cameras, {args.minutes:g} min, {clips}, "
+        "RSS MiB (of it anonymous: heap and stacks; capture: the largest)"
     )
-    print_table(["min", *STAGES], rows)
+    print_table(["min", *STAGES, "buffered", "lag"], rows)
     return 0
 
 

@@ -9,9 +9,11 @@ source scripts/setup-env.sh
 # opencv-data: the Haar cascades of the `faces` built-in (Debian's OpenCV uses them too);
 # mosquitto: a real MQTT broker; chromium: renders the HTML reports; openssl: test certificates;
 # debootstrap, systemd-container, lintian: the .deb in a booted Debian trixie (tests/system);
+# qemu-user-static, binfmt-support, mmdebstrap, arch-test: the .deb on arm64 under emulation;
 # GStreamer's RTSP server (under Debian's python3, with x264): a real RTSP camera.
 apt_install ca-certificates opencv-data mosquitto chromium openssl \
     debootstrap systemd-container lintian dpkg-dev \
+    qemu-user-static binfmt-support mmdebstrap arch-test \
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 make_venv test

@@ -117,14 +117,28 @@ def test_original_detector_contract_keeps_its_field_numbers() -> None:
     assert detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name == "Detector"
 
 
-def test_a_frame_serialized_with_its_image_apart_is_the_same_message() -> None:
-    fields = frame_pb2.Frame(
-        camera_id="door", session_id="s", seq=7, capture_time_unix_ns=1, width=64, height=48,
-        encoding=frame_pb2.ENCODING_JPEG, metadata={"k": "v"},
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"seq": 7, "capture_time_unix_ns": 1, "width": 64, "height": 48, "metadata": {"k": "v"}},
+        # zeros are not written (proto3); a negative int64 is ten bytes on the wire
+        {"seq": 0, "capture_time_unix_ns": -5, "capture_monotonic_ns": 0, "width": 0, "height": 0},
+        {
+            "seq": 2**63 - 1,
+            "capture_time_unix_ns": 2**63 - 1,
+            "capture_monotonic_ns": 2**62,
+            "width": 7680,
+            "height": 4320,
+        },
+    ],
+)
+def test_the_capture_frame_writer_makes_the_same_message_as_protobuf(fields: dict) -> None:
     image = bytes(range(256)) * 1200  # long enough for a multi-byte length
-    whole = frame_pb2.Frame()
-    whole.CopyFrom(fields)
-    whole.image = image
-    parsed = wire.decode_frame(wire.frame_with_image(fields, image))
-    assert parsed == whole
+    fields = {"capture_monotonic_ns": 3, **fields}
+    expected = frame_pb2.Frame(
+        camera_id="door", session_id="s", encoding=frame_pb2.ENCODING_JPEG, image=image, **fields
+    )
+    writer = wire.FrameWriter("door", "s")
+    written = writer.serialize(**{"metadata": None, **fields}, image=image)
+    assert wire.decode_frame(written) == expected
+    assert frame_pb2.Frame.FromString(written) == expected

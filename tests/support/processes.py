@@ -12,16 +12,24 @@ from pathlib import Path
 
 
 class DaemonProcess:
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # How `vspd` is run: this checkout's, by default; an installed one (chroot ...).
+        self.command = command or [sys.executable, "-m", "vspd"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vspd", *self.args],
+                [*self.command, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

@@ -2,6 +2,8 @@
 
 The base rootfs is built once and kept as a tarball under .cache/system (its
 name carries a hash of what it contains); each test unpacks a fresh copy.
+A foreign architecture (arm64, a Raspberry Pi's) runs under qemu-user-static through
+binfmt_misc, made by mmdebstrap (the host's apt; dpkg and maintainer scripts emulated).
 """
 
 from __future__ import annotations
@@ -55,6 +57,25 @@ PACKAGES = [
     "python3-sdnotify",
     "opencv-data",
 ]
+# A foreign rootfs only runs the package (it is arch:all, built once on the host's
+# architecture): its Depends, installed ahead so the test's own install is quick.
+RUNTIME_PACKAGES = [
+    "ca-certificates",
+    "procps",
+    "systemd",
+    "python3-confluent-kafka",
+    "python3-grpcio",
+    "python3-protobuf",
+    "python3-numpy",
+    "python3-opencv",
+    "python3-pydantic",
+    "python3-structlog",
+    "python3-prometheus-client",
+    "python3-jinja2",
+    "python3-paho-mqtt",
+    "python3-sdnotify",
+]
+QEMU_NAMES = {"arm64": "aarch64"}
 
 
 def debian_mirror() -> str:
@@ -124,35 +145,78 @@ def chroot(root: Path, command: str, timeout: float = 1800) -> str:
     return result.stdout
 
 
-def base_tarball() -> Path:
-    key = hashlib.sha256(" ".join([SUITE, *PACKAGES]).encode()).hexdigest()[:12]
-    tarball = CACHE / f"{SUITE}-{key}.tar"
+def host_arch() -> str:
+    return run(["dpkg", "--print-architecture"]).stdout.strip()
+
+
+def enable_emulation(arch: str) -> None:
+    """Let this machine run `arch` binaries (qemu-user-static, registered in binfmt_misc).
+
+    The F flag ("fix binary") opens the interpreter once, at registration, so that it
+    works inside a chroot that has no qemu of its own.
+    """
+    name = QEMU_NAMES[arch]
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "register").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)])
+    if not (binfmt / f"qemu-{name}").exists():
+        run(["update-binfmts", "--enable", f"qemu-{name}"])
+    if (binfmt / f"qemu-{name}").read_text().splitlines()[0] != "enabled":
+        raise RuntimeError(f"binfmt_misc has qemu-{name} but it is disabled")
+
+
+def base_tarball(arch: str | None = None) -> Path:
+    arch = arch or host_arch()
+    foreign = arch != host_arch()
+    packages = RUNTIME_PACKAGES if foreign else PACKAGES
+    key = hashlib.sha256(" ".join([SUITE, *packages]).encode()).hexdigest()[:12]
+    tarball = CACHE / (f"{SUITE}-{arch}-{key}.tar" if foreign else f"{SUITE}-{key}.tar")
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / f"build-{os.getpid()}"
+    work = CACHE / f"build-{arch}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     mirror = debian_mirror()
-    run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus,ca-certificates",
-            SUITE,
-            str(work),
-            mirror,
-        ],
-        timeout=1800,
-    )
-    (work / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
-    (work / "etc/hostname").write_text("vspd-test\n")
-    with mounted(work):
-        chroot(
-            work,
-            "apt-get update -q && apt-get install -y -q --no-install-recommends "
-            + " ".join(PACKAGES),
+    if foreign:
+        # mmdebstrap resolves and downloads with the host's apt, in one transaction;
+        # only dpkg and the maintainer scripts run emulated (debootstrap's second stage
+        # runs its perl and shell machinery under qemu too: many times slower).
+        enable_emulation(arch)
+        run(
+            [
+                "mmdebstrap",
+                "--mode=root",
+                f"--arch={arch}",
+                "--variant=apt",
+                "--skip=cleanup/apt/lists",  # the test's apt-get install may still resolve
+                f"--include={','.join(packages)}",
+                SUITE,
+                str(work),
+                mirror,
+            ],
+            timeout=3600,
         )
-        chroot(work, "apt-get clean")
+    else:
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=systemd,systemd-sysv,dbus,ca-certificates",
+                SUITE,
+                str(work),
+                mirror,
+            ],
+            timeout=1800,
+        )
+        (work / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
+        with mounted(work):
+            chroot(
+                work,
+                "apt-get update -q && apt-get install -y -q --no-install-recommends "
+                + " ".join(packages),
+            )
+            chroot(work, "apt-get clean")
+    (work / "etc/hostname").write_text("vspd-test\n")
     # nspawn needs an empty machine-id to boot a fresh system; no TTY login prompts.
     (work / "etc/machine-id").write_text("")
     for getty in (work / "etc/systemd/system/getty.target.wants").glob("*"):
@@ -164,9 +228,9 @@ def base_tarball() -> Path:
     return tarball
 
 
-def fresh_rootfs(destination: Path) -> Path:
+def fresh_rootfs(destination: Path, arch: str | None = None) -> Path:
     destination.mkdir(parents=True)
-    run(["tar", "-C", str(destination), "-xf", str(base_tarball())], timeout=600)
+    run(["tar", "-C", str(destination), "-xf", str(base_tarball(arch))], timeout=600)
     return destination
 
 

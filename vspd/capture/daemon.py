@@ -24,7 +24,6 @@ from vspd.runtime.metrics import SlidingRate, counted
 from vspd.runtime.readiness import Readiness
 from vspd.runtime.service import serve
 from vspd.urls import redact_url
-from vspd.v1 import frame_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +38,7 @@ class CaptureDaemon:
         self.name = f"capture@{camera.id}"
         self.camera = camera
         self.session_id = str(uuid.uuid4())
+        self._frames = wire.FrameWriter(camera.id, self.session_id)
         self.metrics = CaptureMetrics(registry)
         self.reader = CameraReader(camera, config.capture, open_source(camera), self.metrics)
         self.sender = FrameSender(config, camera.id, self.metrics)
@@ -97,19 +97,17 @@ class CaptureDaemon:
 
     def _encode_and_buffer(self, numbered: Numbered) -> None:
         try:
-            frame, jpeg = self.encode(numbered)
+            value = self.encode(numbered)
         except CaptureError as exc:  # one bad frame: dropped, never an exit
             self.reader.drop_corrupt(str(exc))
             return
+        captured = numbered.captured
         self.sender.add(
-            numbered.seq,
-            wire.frame_with_image(frame, jpeg),
-            frame.capture_monotonic_ns,
-            frame.capture_time_unix_ns,
+            numbered.seq, value, captured.capture_monotonic_ns, captured.capture_time_unix_ns
         )
 
-    def encode(self, numbered: Numbered) -> tuple[frame_pb2.Frame, bytes]:
-        """The frame's fields, and its JPEG apart (joined when serialized: one copy)."""
+    def encode(self, numbered: Numbered) -> bytes:
+        """The serialized Frame: the camera's JPEG (pass-through) or one encoded here."""
         captured = numbered.captured
         camera = self.camera
         if self.encoder.passes_through(captured):
@@ -119,17 +117,15 @@ class CaptureDaemon:
             started = time.perf_counter()
             jpeg, width, height = self.encoder.encode(captured)
             self.metrics.encode_seconds.observe(time.perf_counter() - started)
-        return frame_pb2.Frame(
-            camera_id=camera.id,
-            session_id=self.session_id,
+        return self._frames.serialize(
             seq=numbered.seq,
             capture_time_unix_ns=captured.capture_time_unix_ns,
             capture_monotonic_ns=captured.capture_monotonic_ns,
             width=width or camera.width,
             height=height or camera.height,
-            encoding=frame_pb2.ENCODING_JPEG,
+            image=jpeg,
             metadata=captured.metadata,
-        ), jpeg
+        )
 
     def status(self) -> str:
         reader, sender, metrics = self.reader, self.sender, self.metrics

@@ -46,7 +46,11 @@ class CameraReader:
         self.settings = settings
         self.source = source
         self.metrics = metrics
-        self.frames: queue.Queue[Numbered] = queue.Queue(maxsize=settings.queue_frames)
+        # SimpleQueue: C-implemented, a put or a get is one lock operation (queue.Queue
+        # allocates a lock and runs a Condition in Python per wait: per frame, on a Pi).
+        # The bound is kept here: only this thread puts, so qsize() is exact for it.
+        self.frames: queue.SimpleQueue[Numbered] = queue.SimpleQueue()
+        self._queue_frames = settings.queue_frames
         self.state = "connecting"
         self.last_error = ""
         self.next_seq = 0
@@ -173,7 +177,7 @@ class CameraReader:
         numbered = Numbered(self.next_seq, captured)
         self.next_seq += 1
         self.metrics.captured.inc()
-        try:
-            self.frames.put_nowait(numbered)
-        except queue.Full:
+        if self.frames.qsize() >= self._queue_frames:
             self.metrics.dropped.labels("queue_full").inc()
+        else:
+            self.frames.put_nowait(numbered)

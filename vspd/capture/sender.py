@@ -68,6 +68,7 @@ class FrameSender:
     def add(
         self, seq: int, value: bytes, capture_monotonic_ns: int, capture_time_unix_ns: int = 0
     ) -> None:
+        """Buffer a frame, dropping the oldest beyond buffer_bytes (pump() sends it)."""
         self.buffer.append(Pending(seq, value, capture_monotonic_ns, capture_time_unix_ns))
         self.buffered_bytes += len(value)
         while self.buffer and self.pending_bytes > self.limit_bytes:
@@ -81,7 +82,6 @@ class FrameSender:
                     buffer_bytes=self.limit_bytes,
                     first_dropped_seq=dropped.seq,
                 )
-        self.metrics.buffer_bytes.set(self.pending_bytes)
 
     def pump(self, timeout_s: float = 0.0) -> None:
         """Hand buffered frames to the producer as the window allows; serve callbacks."""
