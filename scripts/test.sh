@@ -16,6 +16,15 @@ apt_install ca-certificates opencv-data mosquitto chromium openssl \
     qemu-user-static binfmt-support mmdebstrap arch-test \
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+
+# The arm64 rootfs of tests/system/test_arm64.py (run last) takes minutes under emulation:
+# when the whole suite runs, it is made in the background while the rest is tested.
+if [ $# -eq 0 ]; then
+    mkdir -p .cache/system
+    setsid python3 -m tests.system.rootfs prepare arm64 >.cache/system/prepare-arm64.log 2>&1 &
+    prepare_pid=$!
+    trap 'kill -- "-$prepare_pid" 2>/dev/null || true' EXIT
+fi
 make_venv test
 
 # The `faces` built-in needs CascadeClassifier, which OpenCV 5's main wheel dropped;

@@ -33,11 +33,16 @@ CHAOS_OVERHEAD_S = 300.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The chaos run's time limit follows --chaos-seconds (the suite's 300 s would kill a long run)."""
+    """The chaos run's time limit follows --chaos-seconds (the suite's 300 s would kill a long run).
+
+    Tests under emulation run last: scripts/test.sh begins their rootfs in the background
+    (minutes under qemu), so that it is made while everything else is tested.
+    """
     limit = float(config.getoption("--chaos-seconds")) + CHAOS_OVERHEAD_S
     for item in items:
         if "tests/chaos/" in item.nodeid:
             item.add_marker(pytest.mark.timeout(max(limit, 300.0)))
+    items.sort(key=lambda item: item.get_closest_marker("emulated") is not None)
 
 
 # New consumer groups get their first assignment after about half of this.

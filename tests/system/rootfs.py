@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -165,15 +166,54 @@ def enable_emulation(arch: str) -> None:
         raise RuntimeError(f"binfmt_misc has qemu-{name} but it is disabled")
 
 
+def emulated_shortcuts() -> list[str]:
+    """mmdebstrap options that skip what costs minutes under qemu and is not tested:
+    py3compile/py3clean (diverted to true), fsync, documentation and translations."""
+    hooks = []
+    for tool in ("py3compile", "py3clean"):
+        hooks += [
+            f'--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/bin/{tool}',
+            f'--essential-hook=ln -s /bin/true "$1/usr/bin/{tool}"',
+        ]
+    # What the daemons import, compiled once here (in the cached tarball), so that
+    # five daemons starting at once do not each compile it again under emulation.
+    imports = (
+        "numpy, cv2, grpc, confluent_kafka, google.protobuf, pydantic, structlog, "
+        "prometheus_client, jinja2, paho.mqtt.client, sdnotify"
+    )
+    return [
+        *hooks,
+        f'--customize-hook=chroot "$1" python3 -c "import {imports}"',
+        "--dpkgopt=force-unsafe-io",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+    ]
+
+
 def base_tarball(arch: str | None = None) -> Path:
+    """The cached rootfs tarball for `arch`, built first if need be.
+
+    One builder at a time per tarball (a lock file): scripts/test.sh begins the slow
+    arm64 one in the background, and a test that needs it meanwhile waits for it.
+    """
     arch = arch or host_arch()
     foreign = arch != host_arch()
     packages = RUNTIME_PACKAGES if foreign else PACKAGES
-    key = hashlib.sha256(" ".join([SUITE, *packages]).encode()).hexdigest()[:12]
+    made_with = [SUITE, *packages, *(emulated_shortcuts() if foreign else [])]
+    key = hashlib.sha256(" ".join(made_with).encode()).hexdigest()[:12]
     tarball = CACHE / (f"{SUITE}-{arch}-{key}.tar" if foreign else f"{SUITE}-{key}.tar")
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
+    with tarball.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():  # built by whoever held the lock
+            _build_tarball(tarball, arch, foreign, packages)
+    return tarball
+
+
+def _build_tarball(tarball: Path, arch: str, foreign: bool, packages: list[str]) -> None:
     work = CACHE / f"build-{arch}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     mirror = debian_mirror()
@@ -189,6 +229,9 @@ def base_tarball(arch: str | None = None) -> Path:
                 f"--arch={arch}",
                 "--variant=apt",
                 "--skip=cleanup/apt/lists",  # the test's apt-get install may still resolve
+                # Emulated, each byte-compilation of every Python module installed is most
+                # of the time: skip it (Python compiles what it imports, when it does).
+                *emulated_shortcuts(),
                 f"--include={','.join(packages)}",
                 SUITE,
                 str(work),
@@ -225,7 +268,6 @@ def base_tarball(arch: str | None = None) -> Path:
     run(["tar", "-C", str(work), "-cf", str(partial), "."], timeout=600)
     partial.replace(tarball)
     shutil.rmtree(work, ignore_errors=True)
-    return tarball
 
 
 def fresh_rootfs(destination: Path, arch: str | None = None) -> Path:
@@ -370,9 +412,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/build-deb.sh",
         description="Build vspd's .deb inside a Debian trixie rootfs (debootstrap, chroot).",
     )
-    parser.add_argument("command", choices=["build-deb"])
-    parser.add_argument("out", type=Path, nargs="?", default=Path("dist"), help="where it goes")
+    parser.add_argument("command", choices=["build-deb", "prepare"])
+    parser.add_argument(
+        "out", nargs="?", default="dist", help="where the .deb goes; prepare: the architecture"
+    )
     args = parser.parse_args(argv)
+    if args.command == "prepare":  # scripts/test.sh: the cached rootfs, ahead of the tests
+        print(base_tarball(args.out if args.out != "dist" else None))
+        return 0
+    args.out = Path(args.out)
     if os.geteuid() != 0:
         print("scripts/build-deb.sh: needs root (debootstrap, chroot, mount)", file=sys.stderr)
         return 1

@@ -6,7 +6,8 @@ processor, the broker and the alerts daemon, each an arm64 process in the chroot
 the tests' Kafka-protocol broker on the host (a chroot shares the host's loopback). Every
 frame of a short run must get its result, in capture order.
 
-Emulation is ~15x slower than the host: two cameras at a few frames per second, for seconds.
+Emulation is ~15x slower than the host: one camera at a few frames per second, for seconds;
+about 3 minutes here, and its rootfs 10 more (begun in the background by scripts/test.sh).
 What it cannot show: a Pi's speed, its camera, its memory. Those are the benchmarks' and
 the picamera2 stand-in's (tests/test_capture.py).
 """
@@ -26,10 +27,11 @@ from tests.system.rootfs import chroot, enable_emulation, fresh_rootfs, mounted
 from vspd import wire
 from vspd.config.toml_writer import render_toml
 
-pytestmark = pytest.mark.system
+# Its first use may wait for the rootfs, begun in the background by scripts/test.sh.
+pytestmark = [pytest.mark.system, pytest.mark.emulated, pytest.mark.timeout(2400)]
 
-CAMERAS = ("pi-door", "pi-yard")
-FRAMES_PER_CAMERA = 12
+CAMERAS = ("pi-door",)  # one: each emulated process takes about a minute to start
+FRAMES_PER_CAMERA = 15
 CHROOT_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     "LC_ALL": "C.UTF-8",
@@ -47,6 +49,9 @@ def arm64_root(tmp_path_factory: pytest.TempPathFactory, deb_package: Path) -> I
     shutil.copy2(deb_package, root / "build" / deb_package.name)
     with mounted(root):
         chroot(root, f"apt-get install -y -q --no-install-recommends /build/{deb_package.name}")
+        # The package's postinst byte-compiles it; that is skipped under emulation
+        # (rootfs.emulated_shortcuts): compiled once here, not by each daemon at once.
+        chroot(root, "python3 -m compileall -q /usr/lib/python3/dist-packages/vspd")
         yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -100,12 +105,12 @@ def test_the_package_runs_on_arm64_and_every_frame_gets_its_result_in_order(
             command=["chroot", str(root), "/usr/bin/vspd"],
         ).start()
 
+    # All at once: under emulation each start-up (imports) takes about a minute.
     started = [daemon("processor"), daemon("broker"), daemon("alerts")]
-    captures = []
+    captures = [daemon("capture", "--camera", camera) for camera in CAMERAS]
     try:
-        for process in started:
+        for process in [*started, *captures]:
             process.wait_for_log('"event": "serving"', timeout_s=600)
-        captures = [daemon("capture", "--camera", camera) for camera in CAMERAS]
         read_topic(
             bootstrap,
             topics["frames_topic"],
@@ -135,4 +140,4 @@ def test_the_package_runs_on_arm64_and_every_frame_gets_its_result_in_order(
     for camera in CAMERAS:
         seqs = [frame.seq for frame in seen if frame.camera_id == camera]
         assert seqs == list(range(len(seqs))), (camera, seqs)  # capture order, none missing
-        assert len(seqs) >= FRAMES_PER_CAMERA // 2, (camera, seqs)
+        assert len(seqs) >= FRAMES_PER_CAMERA, (camera, seqs)
