@@ -136,9 +136,16 @@ def test_the_long_chaos_run_gets_a_time_limit_that_fits_it() -> None:
         def add_marker(self, marker: Any) -> None:
             self.markers.append(marker)
 
+        def get_closest_marker(self, name: str) -> Any:
+            return next((m for m in self.markers if m.name == name), None)
+
     chaos, other = Item("tests/chaos/test_chaos.py::test_chaos"), Item("tests/test_wire.py::t")
-    pytest_collection_modifyitems(Config(), [chaos, other])  # type: ignore[arg-type, list-item]
+    emulated = Item("tests/system/test_arm64.py::t")
+    emulated.add_marker(pytest.mark.emulated)
+    items = [emulated, chaos, other]
+    pytest_collection_modifyitems(Config(), items)  # type: ignore[arg-type]
     (limit,) = chaos.markers
     assert limit.name == "timeout"
     assert limit.args == (1800.0 + CHAOS_OVERHEAD_S,)
     assert other.markers == []
+    assert items == [chaos, other, emulated]  # emulated ones last (their rootfs is slow)
