@@ -277,6 +277,10 @@ class MotionConfig(Section):
     min_area: float = Field(default=0.002, gt=0, lt=1)
     history: int = Field(default=100, ge=1)
     var_threshold: float = Field(default=25.0, gt=0)
+    # Gaussians per pixel in the background model: each costs memory and time per
+    # camera (MOG2's default 5 is 7.4 MB per camera at the analysis size; 3 is 4.4).
+    # More models backgrounds that move (leaves, water) better.
+    mixtures: int = Field(default=3, ge=1, le=8)
     label: str = "motion"
 
 

@@ -37,6 +37,7 @@ class MotionDetector:
                 ),
                 "frames": 0,
             }
+            state["motion"]["subtractor"].setNMixtures(self._config.mixtures)
         model: dict[str, Any] = state["motion"]
         return model
 
