@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.tracking import FPS, SECOND_NS, noisy_truth_score, result_at
+from vspd.tracking.assignment import best_pairs
 from vspd.tracking.tracker import Tracker, TrackerSettings
 
 
@@ -99,3 +106,41 @@ def test_a_flood_of_boxes_is_tracked_within_bounds() -> None:
     assert len(tracked) == MAX_DETECTIONS_TRACKED
     assert min(d.confidence for d in tracked) > 0.6 + 4000 / 50_000  # the most confident ones
     assert len(tracker.tracks("cam")) <= MAX_TRACKS_PER_CAMERA
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 7).flatmap(
+        lambda rows: st.lists(
+            st.lists(
+                st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9]) | st.floats(0, 1),
+                min_size=rows,
+                max_size=rows,
+            ),
+            min_size=1,
+            max_size=7,
+        )
+    )
+)
+def test_the_assignment_is_as_good_as_scipys(columns_of_scores: list[list[float]]) -> None:
+    from scipy.optimize import linear_sum_assignment
+
+    scores = [list(row) for row in zip(*columns_of_scores, strict=True)]  # rows x columns
+    pairs = best_pairs(scores)
+    assert len({r for r, _ in pairs}) == len(pairs) == len({c for _, c in pairs})  # one-to-one
+    assert all(scores[r][c] > 0 for r, c in pairs)
+    rows, cols = linear_sum_assignment(np.asarray(scores), maximize=True)
+    best = sum(scores[r][c] for r, c in zip(rows, cols, strict=True))
+    assert sum(scores[r][c] for r, c in pairs) == pytest.approx(best)  # ties may pair differently
+
+
+def test_the_broker_side_of_tracking_imports_neither_scipy_nor_numpy() -> None:
+    code = (
+        "import sys, vspd.broker.daemon, vspd.tracking.tracker as t;"
+        "t.match([(0, 0, 1, 1), (2, 2, 3, 3)], [(0, 0, 1, 1.1), (2, 2, 3, 3)], 0.2);"
+        "print(sorted(m for m in ('scipy', 'numpy') if m in sys.modules))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert imported.stdout.strip() == "[]"

@@ -10,8 +10,7 @@ filter on centre and size, driven by capture time). For each frame:
 
 1. every track's box is predicted to the frame's capture time;
 2. detections with confidence >= ``high_confidence`` are matched to tracks by
-   IoU (at least ``match_iou``), optimally where scipy is installed, greedily
-   by IoU otherwise;
+   IoU (at least ``match_iou``), optimally (vspd.tracking.assignment);
 3. detections between ``low_confidence`` and ``high_confidence`` are matched to
    the tracks still unmatched (ByteTrack's second pass: a partly hidden object
    keeps its track instead of breaking it);
@@ -31,6 +30,7 @@ import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from vspd.tracking.assignment import best_pairs
 from vspd.v1 import result_pb2
 
 Box = tuple[float, float, float, float]
@@ -202,13 +202,7 @@ def match(
         [overlap * _alike(t, d) if (overlap := iou(t, d)) >= min_iou else 0.0 for d in detections]
         for t in tracks
     ]
-    try:
-        import numpy as np
-        from scipy.optimize import linear_sum_assignment
-    except ImportError:
-        return _greedy(scores)
-    rows, cols = linear_sum_assignment(-np.asarray(scores))
-    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if scores[r][c] > 0]
+    return best_pairs(scores)
 
 
 def _alike(a: Box, b: Box) -> float:
@@ -217,22 +211,6 @@ def _alike(a: Box, b: Box) -> float:
     if min(wa, ha, wb, hb) <= 0:
         return 0.0
     return min(wa / wb, wb / wa) * min(ha / hb, hb / ha)
-
-
-def _greedy(scores: list[list[float]]) -> list[tuple[int, int]]:
-    candidates = sorted(
-        ((s, r, c) for r, row in enumerate(scores) for c, s in enumerate(row) if s > 0),
-        reverse=True,
-    )
-    used_rows: set[int] = set()
-    used_cols: set[int] = set()
-    pairs = []
-    for _score, r, c in candidates:
-        if r not in used_rows and c not in used_cols:
-            used_rows.add(r)
-            used_cols.add(c)
-            pairs.append((r, c))
-    return pairs
 
 
 def iou(a: Box, b: Box) -> float:
