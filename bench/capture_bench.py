@@ -15,18 +15,38 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
-
-import cv2
+from pathlib import Path
 
 from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
 from vspd.capture.daemon import CaptureDaemon
 from vspd.capture.sources.base import Captured
-from vspd.capture.sources.synthetic import SyntheticScene
 from vspd.config.model import VspdConfig
 from vspd.runtime.metrics import counted
 
 RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
+
+
+JPEGS = 20
+
+
+def write_jpegs(directory: Path, width: int, height: int) -> Path:
+    """A camera's JPEGs, made by the parent: the measured process never imports OpenCV,
+    like a capture daemon passing a camera's JPEG through."""
+    import cv2
+
+    from vspd.capture.sources.synthetic import SyntheticScene
+
+    scene = SyntheticScene(width, height)
+    folder = directory / f"{width}x{height}"
+    folder.mkdir()
+    for t in range(JPEGS):
+        image = scene.render(t / 10)[0]
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        assert ok
+        (folder / f"{t:02d}.jpg").write_bytes(data.tobytes())
+    return folder
 
 
 class JpegSource:
@@ -34,14 +54,8 @@ class JpegSource:
 
     paced_by_reader = True
 
-    def __init__(self, width: int, height: int) -> None:
-        scene = SyntheticScene(width, height)
-        self._jpegs = [
-            cv2.imencode(".jpg", scene.render(t / 10)[0], [cv2.IMWRITE_JPEG_QUALITY, 80])[
-                1
-            ].tobytes()
-            for t in range(20)
-        ]
+    def __init__(self, folder: Path, width: int, height: int) -> None:
+        self._jpegs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
         self._index = 0
         self._size = (width, height)
 
@@ -51,22 +65,30 @@ class JpegSource:
     def read(self) -> Captured:
         self._index += 1
         width, height = self._size
-        return Captured.now(jpeg=self._jpegs[self._index % 20], width=width, height=height)
+        return Captured.now(jpeg=self._jpegs[self._index % JPEGS], width=width, height=height)
 
     def close(self) -> None:
         pass
 
 
 def run_case(
-    bootstrap: str, width: int, height: int, mode: str, seconds: float, fps: float = 0.0
+    bootstrap: str,
+    width: int,
+    height: int,
+    mode: str,
+    seconds: float,
+    fps: float = 0.0,
+    jpegs: Path | None = None,
 ) -> dict[str, float]:
+    # Pass-through: a source whose module needs no OpenCV (replaced before it opens).
+    source = "synthetic:" if mode == "synthetic" else "http://127.0.0.1:9/unused"
     config = VspdConfig.model_validate(
         {
             "kafka": {"bootstrap_servers": bootstrap, "frames_topic": f"bench-{mode}-{width}"},
             "cameras": [
                 {
                     "id": "bench",
-                    "source": "synthetic:",
+                    "source": source,
                     "fps": 120,
                     "width": width,
                     "height": height,
@@ -82,7 +104,8 @@ def run_case(
     # Ask for far more than any case can send (the config caps fps at 120).
     daemon.reader.camera = daemon.reader.camera.model_copy(update={"fps": fps or 100_000.0})
     if mode == "pass-through":
-        daemon.reader.source = JpegSource(width, height)
+        assert jpegs is not None
+        daemon.reader.source = JpegSource(jpegs, width, height)
     daemon.start()
     # Warm up (topic creation, connections), then measure.
     warm_until = time.monotonic() + 2
@@ -108,14 +131,19 @@ def main() -> int:
         "--fps", type=float, default=0.0, help="the camera's pace (default: as fast as it goes)"
     )
     parser.add_argument("--case", nargs=4, metavar=("BOOTSTRAP", "WIDTH", "HEIGHT", "MODE"))
+    parser.add_argument("--jpegs", type=Path, help="(a case) the camera's JPEGs")
     args = parser.parse_args()
     if args.case:
         bootstrap, width, height, mode = args.case
-        figures = run_case(bootstrap, int(width), int(height), mode, args.seconds, args.fps)
+        figures = run_case(
+            bootstrap, int(width), int(height), mode, args.seconds, args.fps, args.jpegs
+        )
+        figures["opencv_imported"] = "cv2" in sys.modules
         print(json.dumps(figures))
         return 0
     rows = []
-    with tansu() as broker:
+    with tansu() as broker, tempfile.TemporaryDirectory() as directory:
+        folders = {size: write_jpegs(Path(directory), *size) for size in RESOLUTIONS}
         for mode in ("synthetic", "pass-through"):
             for width, height in RESOLUTIONS:
                 child = subprocess.run(
@@ -132,6 +160,8 @@ def main() -> int:
                         str(width),
                         str(height),
                         mode,
+                        "--jpegs",
+                        str(folders[(width, height)]),
                     ],
                     capture_output=True,
                     text=True,
@@ -145,11 +175,12 @@ def main() -> int:
                         f"{figures['cpu_ms_per_frame']:.2f}",
                         f"{figures['fps']:.1f}",
                         f"{figures['peak_rss_mib']:.0f}",
+                        "yes" if figures["opencv_imported"] else "no",
                     ]
                 )
     pace = f"camera at {args.fps:g} fps" if args.fps else "as fast as it goes"
     print(f"capture, JPEG quality 80, {args.seconds:.0f} s per case, {pace}, one per process")
-    print_table(["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB"], rows)
+    print_table(["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB", "OpenCV"], rows)
     return 0
 
 

@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # What the chaos suite needs beyond its fault-injection time: start-up, draining, checks.
 CHAOS_OVERHEAD_S = 300.0
+# A system test's set-up may build the rootfs (debootstrap, apt) and the package first.
+SYSTEM_TEST_LIMIT_S = 1200.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/chaos/" in item.nodeid:
             item.add_marker(pytest.mark.timeout(max(limit, 300.0)))
+        elif item.get_closest_marker("system") and not item.get_closest_marker("timeout"):
+            # The first system test builds the trixie rootfs and the .deb in its set-up.
+            item.add_marker(pytest.mark.timeout(SYSTEM_TEST_LIMIT_S))
     items.sort(key=lambda item: item.get_closest_marker("emulated") is not None)
 
 

@@ -49,9 +49,6 @@ def arm64_root(tmp_path_factory: pytest.TempPathFactory, deb_package: Path) -> I
     shutil.copy2(deb_package, root / "build" / deb_package.name)
     with mounted(root):
         chroot(root, f"apt-get install -y -q --no-install-recommends /build/{deb_package.name}")
-        # The package's postinst byte-compiles it; that is skipped under emulation
-        # (rootfs.emulated_shortcuts): compiled once here, not by each daemon at once.
-        chroot(root, "python3 -m compileall -q /usr/lib/python3/dist-packages/vspd")
         yield root
     shutil.rmtree(root, ignore_errors=True)
 
