@@ -26,6 +26,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "system"
 SUITE = "trixie"
+# The package's Depends on Python libraries (debian/control; the system test checks them).
+DEPENDS = [
+    "python3-confluent-kafka",
+    "python3-grpcio",
+    "python3-protobuf",
+    "python3-numpy",
+    "python3-opencv",
+    "python3-pydantic",
+    "python3-structlog",
+    "python3-prometheus-client",
+    "python3-jinja2",
+    "python3-paho-mqtt",
+    "python3-sdnotify",
+]
 # Booting, building the package and its smoke test, and what its Depends pull in
 # (installed ahead so that each test's `apt-get install ./vspd.deb` is quick).
 PACKAGES = [
@@ -45,17 +59,7 @@ PACKAGES = [
     "protobuf-compiler-grpc",
     "dpkg-dev",
     "fakeroot",
-    "python3-confluent-kafka",
-    "python3-grpcio",
-    "python3-protobuf",
-    "python3-numpy",
-    "python3-opencv",
-    "python3-pydantic",
-    "python3-structlog",
-    "python3-prometheus-client",
-    "python3-jinja2",
-    "python3-paho-mqtt",
-    "python3-sdnotify",
+    *DEPENDS,
     "opencv-data",
 ]
 # A foreign rootfs only runs the package (it is arch:all, built once on the host's
@@ -64,17 +68,7 @@ RUNTIME_PACKAGES = [
     "ca-certificates",
     "procps",
     "systemd",
-    "python3-confluent-kafka",
-    "python3-grpcio",
-    "python3-protobuf",
-    "python3-numpy",
-    "python3-opencv",
-    "python3-pydantic",
-    "python3-structlog",
-    "python3-prometheus-client",
-    "python3-jinja2",
-    "python3-paho-mqtt",
-    "python3-sdnotify",
+    *DEPENDS,
 ]
 QEMU_NAMES = {"arm64": "aarch64"}
 

@@ -16,7 +16,7 @@ import pytest
 from tests.support.frames import frames_for
 from tests.support.kafka import Record, produce, read_to_end, read_topic
 from tests.support.processes import wait_until
-from tests.system.rootfs import BootedSystem
+from tests.system.rootfs import DEPENDS, BootedSystem
 from vspd import wire
 from vspd.config.toml_writer import render_toml
 
@@ -29,17 +29,7 @@ UNITS = [
     "vspd-capture@.service",
 ]
 EXPECTED_DEPENDS = {
-    "python3-confluent-kafka",
-    "python3-grpcio",
-    "python3-protobuf",
-    "python3-numpy",
-    "python3-opencv",
-    "python3-pydantic",
-    "python3-structlog",
-    "python3-prometheus-client",
-    "python3-jinja2",
-    "python3-paho-mqtt",
-    "python3-sdnotify",
+    *DEPENDS,
     "python3:any",
     "systemd",  # for systemd-sysusers (the vspd user); alternatives: systemd-standalone-sysusers
 }
