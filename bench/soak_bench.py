@@ -8,6 +8,10 @@ slope after the warm-up in MiB per hour, by least squares: a flat line is the
 goal (growth is what users of every such system complain of). Beside them, the
 broker's frames buffered ahead of its windows (MiB) and its consumer lag (frames):
 a broker that falls behind fills its buffer, which is memory by design, not a leak.
+Tansu keeps every message in memory and enforces no retention (~250 MB per minute at
+8 cameras): after several minutes it becomes the bottleneck (100 % of a core, lag
+rising while the broker's buffer is empty) and the daemons' later figures are those
+of a pipeline starved by its test broker. Against a real Kafka, read the whole run.
 Run: .venv/bin/python -m bench.soak_bench
 """
 
