@@ -31,6 +31,12 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM, not getrusage's ru_maxrss, which Linux
+    carries across exec (a child would report its parent's peak from before the exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
