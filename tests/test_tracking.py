@@ -134,6 +134,12 @@ def test_the_assignment_is_as_good_as_scipys(columns_of_scores: list[list[float]
     assert sum(scores[r][c] for r, c in pairs) == pytest.approx(best)  # ties may pair differently
 
 
+def test_the_assignment_takes_scores_that_are_not_numbers_for_zero() -> None:
+    nan, inf = float("nan"), float("inf")
+    assert best_pairs([[nan, nan], [nan, nan]]) == []
+    assert best_pairs([[nan, 0.5], [inf, -1.0], [0.2, nan]]) == [(0, 1), (2, 0)]
+
+
 def test_the_broker_side_of_tracking_imports_neither_scipy_nor_numpy() -> None:
     code = (
         "import sys, vspd.broker.daemon, vspd.tracking.tracker as t;"

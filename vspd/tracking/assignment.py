@@ -14,8 +14,10 @@ from collections.abc import Sequence
 def best_pairs(scores: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
     """(row, column) pairs, each row and column at most once, of the largest total score.
 
-    Pairs whose score is not positive are left out (a zero means "may not be paired").
+    Pairs whose score is not positive are left out (a zero means "may not be paired"); a
+    score that is not a finite number counts as zero (with NaN the search never settles).
     """
+    scores = [[x if math.isfinite(x) and x > 0 else 0.0 for x in row] for row in scores]
     rows = len(scores)
     columns = len(scores[0]) if rows else 0
     if not rows or not columns:
