@@ -1,7 +1,8 @@
 """Processor: requests/s and latency of `motion` over gRPC on loopback, server CPU per request.
 
 The server runs as its own process (`vspd processor`, builtin motion, 2 worker
-threads on this 2-core machine); the client keeps 4 calls in flight.
+threads on this 2-core machine); the client keeps 4 calls in flight for 8 cameras
+(a background model each). The server's resident memory is read after each size.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cv2
 import grpc
 
 from bench.support import print_table
-from bench.support_proc import process_cpu_seconds
+from bench.support_proc import process_cpu_seconds, rss_mib
 from tests.support.processes import DaemonProcess
 from tests.support.tansu import free_port
 from vspd.capture.sources.synthetic import SyntheticScene
@@ -45,6 +46,9 @@ def frames(width: int, height: int, count: int) -> list[frame_pb2.Frame]:
     return result
 
 
+CAMERAS = 8
+
+
 def run(
     port: int, pid: int, width: int, height: int, seconds: float, concurrency: int
 ) -> list[object]:
@@ -59,14 +63,16 @@ def run(
         while time.monotonic() < stop_at:
             index = next(counter)
             frame = batch[index % len(batch)]
-            frame.camera_id = f"cam{index % concurrency}"
+            frame.camera_id = f"cam{index % CAMERAS}"
             started = time.perf_counter()
             stub.Process(frame, timeout=30)
             with lock:
                 latencies.append(time.perf_counter() - started)
 
-    for frame in batch[:30]:  # learn the background first
-        stub.Process(frame, timeout=30)
+    for camera in range(CAMERAS):  # learn the backgrounds first
+        for frame in batch[:30]:
+            frame.camera_id = f"cam{camera}"
+            stub.Process(frame, timeout=30)
     cpu0, t0 = process_cpu_seconds(pid), time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
@@ -81,6 +87,7 @@ def run(
         f"{statistics.median(latencies) * 1000:.1f}",
         f"{latencies[int(len(latencies) * 0.99)] * 1000:.1f}",
         f"{cpu / len(latencies) * 1000:.2f}",
+        f"{rss_mib(pid):.0f}",
     ]
 
 
@@ -110,7 +117,9 @@ def main() -> int:
     print(
         f"processor `motion` over gRPC, {args.concurrency} calls in flight, {args.seconds:.0f} s per size"
     )
-    print_table(["frame", "requests/s", "p50 ms", "p99 ms", "server CPU ms/request"], rows)
+    print_table(
+        ["frame", "requests/s", "p50 ms", "p99 ms", "server CPU ms/request", "server RSS MiB"], rows
+    )
     return 0
 
 

@@ -23,18 +23,9 @@ import time
 
 from bench.pipeline_bench import pipeline
 from bench.support import print_table
+from bench.support_proc import rss_mib
 
 STAGES = ("capture", "processor", "broker", "alerts")
-
-
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory in MiB: VmRSS (all of it), RssAnon (the process's own heap and
-    stacks) or RssFile (mapped files: the shared libraries, OpenCV's among them)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float:

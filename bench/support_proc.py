@@ -19,3 +19,13 @@ def process_peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory in MiB: VmRSS (all of it), RssAnon (the process's own heap and
+    stacks) or RssFile (mapped files: the shared libraries, OpenCV's among them)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

@@ -271,6 +271,29 @@ def test_rule_errors_name_the_rule(tmp_path: Path) -> None:
     assert f"{path}: alerts.rules[porch].quiet_hours: '25:00' is not HH:MM" in found
 
 
+@pytest.mark.parametrize("daemon", ["broker", "capture", "processor", "alerts"])
+def test_only_the_alerts_daemon_compiles_message_templates(tmp_path: Path, daemon: str) -> None:
+    # Jinja costs every daemon that imports it megabytes; only alerts renders messages.
+    path = write(tmp_path, '[[alerts.rules]]\nname = "porch"\nmessage = "{{ label"\n')
+    code = (
+        "import sys; from pathlib import Path;"
+        "from vspd.config import ConfigError, load_config;"
+        "from vspd.config.secrets import DAEMON_SCOPES\n"
+        f"import vspd.{daemon}.daemon\n"
+        "try:\n"
+        f"    load_config(Path(sys.argv[1]), secret_scopes=DAEMON_SCOPES[{daemon!r}])\n"
+        "    refused = False\n"
+        "except ConfigError:\n"
+        "    refused = True\n"
+        "print(refused, 'jinja2' in sys.modules)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    expected = "True True" if daemon == "alerts" else "False False"
+    assert ran.stdout.strip() == expected
+
+
 def test_rule_naming_unknown_sink(tmp_path: Path) -> None:
     path = write(tmp_path, '[[alerts.rules]]\nname = "porch"\nsinks = ["pager"]\n')
     (problem,) = problems(path)

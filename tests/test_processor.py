@@ -31,7 +31,7 @@ from vspd.processor.core import ProcessingCore
 from vspd.processor.errors import PluginLoadError
 from vspd.processor.health import NOT_SERVING, SERVING
 from vspd.processor.metrics import ProcessorMetrics
-from vspd.processor.plugin import load_plugin
+from vspd.processor.plugin import CameraStates, FrameView, load_plugin
 from vspd.processor.server import ProcessorServer
 from vspd.v1 import frame_pb2, processor_pb2, processor_pb2_grpc, result_pb2
 
@@ -136,6 +136,31 @@ def _apart(a: tuple[float, ...], b: tuple[float, ...], margin: float = 0.03) -> 
     return (
         a[2] + margin < b[0] or b[2] + margin < a[0] or a[3] + margin < b[1] or b[3] + margin < a[1]
     )
+
+
+def test_a_plugin_may_ask_for_fewer_pixels_and_a_jpeg_decodes_scaled_down() -> None:
+    image = SyntheticScene(640, 480, objects=2, seed=4).render(0)[0]
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    png = cv2.imencode(".png", image)[1].tobytes()
+
+    def view(data: bytes, encoding: int) -> FrameView:
+        frame = frame_pb2.Frame(
+            camera_id="c", seq=1, width=640, height=480, encoding=encoding, image=data
+        )
+        return FrameView(frame, CameraStates())
+
+    assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(160).shape == (120, 160, 3)
+    assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(200).shape == (240, 320, 3)
+    assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(400).shape == (480, 640, 3)
+    # PNG has no scaled decode: whole; a frame already decoded whole is not decoded again.
+    assert view(png, frame_pb2.ENCODING_PNG).image_at_least(160).shape == (480, 640, 3)
+    whole = view(jpeg, frame_pb2.ENCODING_JPEG)
+    decoded = whole.image
+    assert whole.image_at_least(160) is decoded
+    # The reduced image is the scene, not noise: close to a resize of the whole one.
+    reduced = view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(160).astype(np.int16)
+    resized = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.int16)
+    assert np.abs(reduced - resized).mean() < 8
 
 
 def test_motion_keeps_one_background_model_per_camera(start_server: Callable[..., Running]) -> None:

@@ -19,6 +19,7 @@ from vspd.config import DEFAULT_CONFIG_PATH, ConfigError, VspdConfig, load_confi
 from vspd.config.secrets import DAEMON_SCOPES
 from vspd.errors import VspdError
 from vspd.runtime.logging import configure_logging
+from vspd.runtime.memory import limit_malloc_arenas
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -339,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_FAILURE
     daemon_name = args.command if args.command != "capture" else f"capture@{args.camera}"
+    limit_malloc_arenas()  # before any thread: the arenas are made as threads allocate
     return _run(args, config, daemon_name)
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from jinja2 import TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,6 +24,8 @@ from pydantic import (
 )
 
 from vspd.config.secrets import (
+    CONTEXT_SCOPES,
+    SCOPES,
     AlertsSecret,
     CameraSecret,
     KafkaSecret,
@@ -442,7 +442,15 @@ class RuleConfig(Section):
 
     @field_validator("message")
     @classmethod
-    def _template(cls, value: str) -> str:
+    def _template(cls, value: str, info: ValidationInfo) -> str:
+        scopes = (info.context or {}).get(CONTEXT_SCOPES, SCOPES)
+        if "alerts" not in scopes:
+            # Only the alerts daemon renders messages (and check-config, which reads every
+            # scope, judges them): the other daemons need not import Jinja for it.
+            return value
+        from jinja2 import TemplateError, TemplateSyntaxError
+        from jinja2.sandbox import SandboxedEnvironment
+
         try:
             # Compiling (not only parsing) also finds unknown filters and tests.
             SandboxedEnvironment(autoescape=False).from_string(value)
