@@ -7,6 +7,11 @@ gets JPEGs from the source, as from an MJPEG camera, and only wraps and sends.
 With --fps the camera delivers at that rate instead (a real camera's pace):
 CPU per frame then includes what a frame costs at rest (wake-ups, librdkafka's
 per-message work), the figure a Pi's core pays.
+"floor" is the least any capture could do with librdkafka from Python, beside it in
+the same run: one thread waits for the frame's time (as the read thread does for a
+paced source), produces the JPEG bytes as they are (no Frame around them) with the
+capture's producer settings, and serves delivery reports; the ratio column is each
+pass-through row's CPU per frame over the floor's at the same size.
 """
 
 from __future__ import annotations
@@ -124,6 +129,58 @@ def run_case(
     }
 
 
+def run_floor(
+    bootstrap: str, width: int, height: int, seconds: float, fps: float, jpegs: Path
+) -> dict[str, float]:
+    import threading
+
+    from confluent_kafka import Producer
+
+    from vspd.runtime.kafka import producer_settings
+
+    config = VspdConfig.model_validate(
+        {"kafka": {"bootstrap_servers": bootstrap}, "metrics": {"enabled": False}}
+    )
+    producer = Producer(producer_settings(config.kafka, "bench-floor", **{"message.timeout.ms": 0}))
+    images = [path.read_bytes() for path in sorted(jpegs.glob("*.jpg"))]
+    topic = f"bench-floor-{width}"
+    delivered = [0]
+
+    def on_delivery(error: object, _message: object) -> None:
+        delivered[0] += error is None
+
+    pace = threading.Event()  # never set: its wait() is the reader's pacing wait
+    interval = 1 / fps if fps else 0.0
+
+    def loop(until: float, index: int = 0) -> None:
+        next_due = time.monotonic()
+        while time.monotonic() < until:
+            wait = next_due - time.monotonic()
+            if wait > 0:
+                pace.wait(wait)
+            next_due = max(next_due + interval, time.monotonic())
+            index += 1
+            try:
+                producer.produce(
+                    topic, images[index % len(images)], b"bench", on_delivery=on_delivery
+                )
+            except BufferError:
+                producer.poll(0.01)
+            producer.poll(0)
+
+    loop(time.monotonic() + 2)  # warm up, as run_case does
+    sent0, cpu0, t0 = delivered[0], cpu_seconds(), time.monotonic()
+    loop(t0 + seconds)
+    elapsed = time.monotonic() - t0
+    sent, cpu = delivered[0] - sent0, cpu_seconds() - cpu0
+    producer.flush(30)
+    return {
+        "fps": sent / elapsed,
+        "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
@@ -135,16 +192,23 @@ def main() -> int:
     args = parser.parse_args()
     if args.case:
         bootstrap, width, height, mode = args.case
-        figures = run_case(
-            bootstrap, int(width), int(height), mode, args.seconds, args.fps, args.jpegs
-        )
+        if mode == "floor":
+            assert args.jpegs is not None
+            figures = run_floor(
+                bootstrap, int(width), int(height), args.seconds, args.fps, args.jpegs
+            )
+        else:
+            figures = run_case(
+                bootstrap, int(width), int(height), mode, args.seconds, args.fps, args.jpegs
+            )
         figures["opencv_imported"] = "cv2" in sys.modules
         print(json.dumps(figures))
         return 0
     rows = []
     with tansu() as broker, tempfile.TemporaryDirectory() as directory:
         folders = {size: write_jpegs(Path(directory), *size) for size in RESOLUTIONS}
-        for mode in ("synthetic", "pass-through"):
+        floor: dict[tuple[int, int], float] = {}
+        for mode in ("synthetic", "floor", "pass-through"):
             for width, height in RESOLUTIONS:
                 child = subprocess.run(
                     [
@@ -168,6 +232,10 @@ def main() -> int:
                     check=True,
                 )
                 figures = json.loads(child.stdout.strip().splitlines()[-1])
+                cpu = figures["cpu_ms_per_frame"]
+                if mode == "floor":
+                    floor[(width, height)] = cpu
+                ratio = cpu / floor[(width, height)] if mode == "pass-through" else None
                 rows.append(
                     [
                         mode,
@@ -176,11 +244,15 @@ def main() -> int:
                         f"{figures['fps']:.1f}",
                         f"{figures['peak_rss_mib']:.0f}",
                         "yes" if figures["opencv_imported"] else "no",
+                        f"{ratio:.2f}" if ratio else "",
                     ]
                 )
     pace = f"camera at {args.fps:g} fps" if args.fps else "as fast as it goes"
     print(f"capture, JPEG quality 80, {args.seconds:.0f} s per case, {pace}, one per process")
-    print_table(["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB", "OpenCV"], rows)
+    print_table(
+        ["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB", "OpenCV", "/ floor"],
+        rows,
+    )
     return 0
 
 

@@ -38,7 +38,7 @@ FPS = 15.0
 
 @contextlib.contextmanager
 def pipeline(
-    cameras: int, clips: bool = False
+    cameras: int, clips: bool = False, fps: float = FPS
 ) -> Iterator[tuple[TansuBroker, dict[str, list[Stage]], Any, Path]]:
     """Tansu, a processor, a broker, an alerts daemon and `cameras` captures, each a process.
 
@@ -65,7 +65,7 @@ def pipeline(
                             {
                                 "id": f"cam-{i}",
                                 "source": f"synthetic:?objects=3&seed={i}",
-                                "fps": FPS,
+                                "fps": fps,
                                 "width": 640,
                                 "height": 480,
                             }

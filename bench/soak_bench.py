@@ -9,10 +9,13 @@ goal (growth is what users of every such system complain of). Beside them, the
 broker's frames buffered ahead of its windows (MiB) and its consumer lag (frames):
 a broker that falls behind fills its buffer, which is memory by design, not a leak.
 Tansu keeps every message in memory and enforces no retention (~250 MB per minute at
-8 cameras): after several minutes it becomes the bottleneck (100 % of a core, lag
-rising while the broker's buffer is empty) and the daemons' later figures are those
-of a pipeline starved by its test broker. Against a real Kafka, read the whole run.
-Run: .venv/bin/python -m bench.soak_bench
+8 cameras x 15 fps), and its work per fetch grows with what it holds: at 15 fps it
+becomes the bottleneck after a few minutes (100 % of a core, lag rising while the
+broker's buffer is empty) and the daemons' later figures are those of a pipeline
+starved by its test broker. For a whole half hour against Tansu, run the cameras
+slower (--fps 3: the same daemons, models and queues, a fifth of the messages); the
+lag column says whether the pipeline kept up. Against a real Kafka, use 15 fps.
+Run: .venv/bin/python -m bench.soak_bench [--fps 3]
 """
 
 from __future__ import annotations
@@ -47,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds not in the slope")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between samples")
+    parser.add_argument("--fps", type=float, default=15.0, help="each camera's frame rate")
     parser.add_argument("--clips", action="store_true", help="with event clips (off by default)")
     args = parser.parse_args(argv)
     rows = []
     series: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
-    with pipeline(args.cameras, clips=args.clips) as (_kafka, stages, _config, _work):
+    with pipeline(args.cameras, clips=args.clips, fps=args.fps) as (_kafka, stages, _config, _work):
         started = time.monotonic()
         while True:
             elapsed = time.monotonic() - started
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(["MiB/h", *(f"{slope_per_hour(series[s]):+.1f}" for s in STAGES), "", ""])
     clips = "with clips" if args.clips else "no clips"
     print(
-        f"soak: {args.cameras} cameras, {args.minutes:g} min, {clips}, "
+        f"soak: {args.cameras} cameras x {args.fps:g} fps, {args.minutes:g} min, {clips}, "
         "RSS MiB (of it anonymous: heap and stacks; capture: the largest)"
     )
     print_table(["min", *STAGES, "buffered", "lag"], rows)
