@@ -143,15 +143,17 @@ def test_a_plugin_may_ask_for_fewer_pixels_and_a_jpeg_decodes_scaled_down() -> N
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
     png = cv2.imencode(".png", image)[1].tobytes()
 
-    def view(data: bytes, encoding: int) -> FrameView:
+    def view(data: bytes, encoding: int, width: int = 640) -> FrameView:
         frame = frame_pb2.Frame(
-            camera_id="c", seq=1, width=640, height=480, encoding=encoding, image=data
+            camera_id="c", seq=1, width=width, height=480, encoding=encoding, image=data
         )
         return FrameView(frame, CameraStates())
 
     assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(160).shape == (120, 160, 3)
     assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(200).shape == (240, 320, 3)
     assert view(jpeg, frame_pb2.ENCODING_JPEG).image_at_least(400).shape == (480, 640, 3)
+    # The scale comes from the JPEG's own header, not from what the Frame claims.
+    assert view(jpeg, frame_pb2.ENCODING_JPEG, 5120).image_at_least(160).shape == (120, 160, 3)
     # PNG has no scaled decode: whole; a frame already decoded whole is not decoded again.
     assert view(png, frame_pb2.ENCODING_PNG).image_at_least(160).shape == (480, 640, 3)
     whole = view(jpeg, frame_pb2.ENCODING_JPEG)

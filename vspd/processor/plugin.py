@@ -171,7 +171,10 @@ class FrameView:
         """
         if "image" in self.__dict__ or self.encoding != frame_pb2.ENCODING_JPEG:
             return self.image
-        factor = next((f for f in (8, 4, 2) if self.width // f >= width), 1)
+        # The JPEG's own header, not the Frame's width field: a sender may say anything.
+        declared = jpeg_size(self.data)
+        whole = declared[0] if declared is not None else self.width
+        factor = next((f for f in (8, 4, 2) if whole // f >= width), 1)
         if factor == 1:
             return self.image
         return decode_image(self.data, self.encoding, self.width, self.height, reduce_by=factor)
