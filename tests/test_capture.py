@@ -248,6 +248,11 @@ def test_mjpeg_http_camera_is_passed_through_and_reconnected_after_an_outage(
         daemon.wait_for_log("source opened", timeout_s=60)
         wait_until(lambda: camera.frames_served > served_before + 10, 60, "frames after the outage")
         records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= 25)
+        # A camera that sends JPEG costs the Pi neither OpenCV nor NumPy (tens of MB).
+        with open(f"/proc/{daemon.pid}/maps", encoding="utf-8") as maps:
+            loaded = maps.read()
+        assert "_multiarray_umath" not in loaded
+        assert "cv2" not in loaded
     finally:
         camera.stop()
     assert daemon.stop() == 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # a camera that sends JPEG never needs NumPy (megabytes of a Pi's memory)
+    import numpy as np
+    import numpy.typing as npt
 
-Image = npt.NDArray[np.uint8]
+    Image = npt.NDArray[np.uint8]
 
 # A network camera that sends nothing this long (connecting, or mid-stream with
 # its connection open) is taken for gone: the read ends and the source reopens.
