@@ -57,7 +57,7 @@ RUN_BY: dict[str, str] = {
     ".venv/bin/python -m bench.broker_bench": HERE,
     ".venv/bin/python -m bench.pipeline_bench --cameras 8": HERE,
     ".venv/bin/python -m bench.clip_bench": HERE,
-    ".venv/bin/python -m bench.soak_bench": HERE,
+    ".venv/bin/python -m bench.soak_bench --fps 3": HERE,
     ".venv/bin/pytest tests/chaos -s --chaos-seconds 1800": HERE,
 }
 
