@@ -17,6 +17,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.support.kafka import Record, create_topics, read_topic, unique_name
 from tests.support.metrics import samples
@@ -26,9 +27,13 @@ from tests.support.rtsp import RtspCamera
 from tests.support.tansu import TansuBroker, free_port
 from vspd import wire
 from vspd.capture.errors import SourceUnavailableError
+from vspd.capture.metrics import CaptureMetrics
+from vspd.capture.reader import CameraReader
+from vspd.capture.sources.base import Captured
 from vspd.capture.sources.mjpeg_http import MjpegHttpSource
 from vspd.capture.sources.synthetic import TRUTH_METADATA_KEY, boxes_from_metadata
-from vspd.config.model import CameraConfig
+from vspd.config.model import CameraConfig, CaptureConfig
+from vspd.runtime.metrics import counted
 from vspd.v1 import frame_pb2
 
 
@@ -738,3 +743,53 @@ def test_v4l2_camera_is_asked_for_mjpeg_and_its_jpeg_passed_through(
         assert captured.jpeg is None  # pixels: the encoder makes the JPEG
         assert captured.image is not None
         assert (captured.width, captured.height) == (64, 48)
+
+
+class RawFullHdStandIn:
+    """A stand-in for a camera that delivers raw 1920x1080 BGR frames (6 MB each), paced by
+    the reader: the queue to the encoder fills, since nothing takes from it here."""
+
+    paced_by_reader = True
+
+    def __init__(self) -> None:
+        self.image = np.zeros((1080, 1920, 3), np.uint8)
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Captured:
+        return Captured.now(image=self.image, width=1920, height=1080)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_queue_to_the_encoder_is_bounded_in_bytes_and_always_takes_one_frame() -> None:
+    camera = CameraConfig(id="big", source="synthetic:", fps=120, width=1920, height=1080)
+    metrics = CaptureMetrics(CollectorRegistry())
+    settings = CaptureConfig(queue_frames=8, queue_bytes=16 * 2**20)
+    reader = CameraReader(camera, settings, RawFullHdStandIn(), metrics)
+    reader.start()
+    try:
+        wait_until(lambda: counted(metrics.dropped) >= 20, 60, "frames dropped at the bound")
+        # 16 MiB holds two 6.2 MB frames: the third would pass the bound (8 frames would not).
+        assert reader.frames.qsize() == 2
+        first = reader.take()
+        assert first.seq == 0
+        wait_until(lambda: reader.frames.qsize() == 2, 60, "a frame queued in the room taken")
+    finally:
+        reader.stop()
+    # A bound below one frame still lets one through at a time: the camera never starves.
+    tiny = CameraReader(
+        camera,
+        CaptureConfig(queue_bytes=1024),
+        RawFullHdStandIn(),
+        CaptureMetrics(CollectorRegistry()),
+    )
+    tiny.start()
+    try:
+        wait_until(lambda: counted(tiny.metrics.dropped) >= 5, 60, "frames dropped at the bound")
+        assert tiny.frames.qsize() == 1
+    finally:
+        tiny.stop()
+    assert counted(metrics.dropped, reason="queue_full") == counted(metrics.dropped)

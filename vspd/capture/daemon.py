@@ -59,7 +59,7 @@ class CaptureDaemon:
     def step(self) -> None:
         self._supervise()
         try:
-            numbered = self.reader.frames.get(timeout=_STEP_WAIT_S)
+            numbered = self.reader.take(_STEP_WAIT_S)
         except queue.Empty:
             pass
         else:
@@ -67,7 +67,7 @@ class CaptureDaemon:
             # Take whatever else is ready without waiting.
             while True:
                 try:
-                    self._encode_and_buffer(self.reader.frames.get_nowait())
+                    self._encode_and_buffer(self.reader.take())
                 except queue.Empty:
                     break
         self.sender.pump()
@@ -151,7 +151,7 @@ class CaptureDaemon:
         self.reader.stop()
         while True:
             try:
-                self._encode_and_buffer(self.reader.frames.get_nowait())
+                self._encode_and_buffer(self.reader.take())
             except queue.Empty:
                 break
         left = self.sender.flush(FLUSH_ON_STOP_S)

@@ -1,7 +1,7 @@
 """The camera read loop, on its own thread: it never waits for encoding or Kafka.
 
 Each captured frame gets the next sequence number at once, then goes into a
-bounded queue; when the queue is full the frame is dropped and counted, and
+queue bounded in frames and in bytes; when the queue is full the frame is dropped and counted, and
 the gap in sequence numbers shows it downstream. A failing source is reopened
 with capped exponential backoff; sequence numbers continue. Any exception
 from a source means a reopen, never a dead thread; a single unusable frame
@@ -51,6 +51,11 @@ class CameraReader:
         # The bound is kept here: only this thread puts, so qsize() is exact for it.
         self.frames: queue.SimpleQueue[Numbered] = queue.SimpleQueue()
         self._queue_frames = settings.queue_frames
+        # Bytes put and taken, each written by one thread only (no lock): their
+        # difference is what the queue holds.
+        self._queue_bytes = settings.queue_bytes
+        self._put_bytes = 0
+        self._taken_bytes = 0
         self.state = "connecting"
         self.last_error = ""
         self.next_seq = 0
@@ -58,6 +63,14 @@ class CameraReader:
         self._corrupt_seen = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def take(self, timeout_s: float | None = None) -> Numbered:
+        """The next frame (queue.Empty if none within timeout_s; None: do not wait)."""
+        numbered = (
+            self.frames.get_nowait() if timeout_s is None else self.frames.get(timeout=timeout_s)
+        )
+        self._taken_bytes += _size(numbered.captured)
+        return numbered
 
     def start(self) -> None:
         # The thread logs with the caller's context (camera id).
@@ -177,7 +190,18 @@ class CameraReader:
         numbered = Numbered(self.next_seq, captured)
         self.next_seq += 1
         self.metrics.captured.inc()
-        if self.frames.qsize() >= self._queue_frames:
+        size = _size(captured)
+        queued = self.frames.qsize()
+        if queued >= self._queue_frames or (
+            queued and self._put_bytes - self._taken_bytes + size > self._queue_bytes
+        ):
             self.metrics.dropped.labels("queue_full").inc()
         else:
+            self._put_bytes += size
             self.frames.put_nowait(numbered)
+
+
+def _size(captured: Captured) -> int:
+    if captured.jpeg is not None:
+        return len(captured.jpeg)
+    return captured.image.nbytes if captured.image is not None else 0

@@ -199,6 +199,9 @@ class CaptureConfig(Section):
     # Frames between the camera read and the encoder; when full the newest
     # frame is dropped and counted instead of blocking the camera.
     queue_frames: int = Field(default=8, ge=1)
+    # ... and at most this many bytes of them (a raw 1080p frame is 6 MB: a Pi's memory);
+    # one frame always fits.
+    queue_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Encoded frames waiting for Kafka (outage); beyond it the oldest are dropped.
     buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     reconnect_initial_s: PositiveSeconds = 0.5
