@@ -1,8 +1,8 @@
 """The camera read loop, on its own thread: it never waits for encoding or Kafka.
 
 Each captured frame gets the next sequence number at once, then goes into a
-queue bounded in frames and in bytes; when the queue is full the frame is dropped and counted, and
-the gap in sequence numbers shows it downstream. A failing source is reopened
+queue bounded in frames and in bytes; when it is full the frame is dropped and
+counted, and the gap in sequence numbers shows it downstream. A failing source is reopened
 with capped exponential backoff; sequence numbers continue. Any exception
 from a source means a reopen, never a dead thread; a single unusable frame
 (CorruptFrameError) is dropped and counted and the stream goes on. The

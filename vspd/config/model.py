@@ -24,12 +24,11 @@ from pydantic import (
 )
 
 from vspd.config.secrets import (
-    CONTEXT_SCOPES,
-    SCOPES,
     AlertsSecret,
     CameraSecret,
     KafkaSecret,
     is_unloaded_reference,
+    scopes_read,
     url_in,
 )
 from vspd.config.sources import SourceSpec, parse_source
@@ -446,8 +445,7 @@ class RuleConfig(Section):
     @field_validator("message")
     @classmethod
     def _template(cls, value: str, info: ValidationInfo) -> str:
-        scopes = (info.context or {}).get(CONTEXT_SCOPES, SCOPES)
-        if "alerts" not in scopes:
+        if "alerts" not in scopes_read(info):
             # Only the alerts daemon renders messages (and check-config, which reads every
             # scope, judges them): the other daemons need not import Jinja for it.
             return value

@@ -61,7 +61,7 @@ def resolve_secret(value: object, info: ValidationInfo, scope: Scope) -> object:
     context = info.context or {}
     # The loader passes its environment, so that tests need not touch os.environ.
     environ = context.get("environ", os.environ)
-    scopes: Collection[str] = context.get(CONTEXT_SCOPES, SCOPES)
+    scopes = scopes_read(info)
     if value.startswith("credential:"):
         name = value.removeprefix("credential:")
         if not _CREDENTIAL_NAME.fullmatch(name):
@@ -121,10 +121,15 @@ def url_in(scope: Scope) -> BeforeValidator:
     return BeforeValidator(partial(_resolve_url, scope=scope))
 
 
+def scopes_read(info: ValidationInfo) -> Collection[str]:
+    """The scopes this validation serves: a daemon's own (DAEMON_SCOPES), or all of them."""
+    scopes: Collection[str] = (info.context or {}).get(CONTEXT_SCOPES, SCOPES)
+    return scopes
+
+
 def is_unloaded_reference(value: str, info: ValidationInfo, scope: Scope) -> bool:
     """A credential:/file: reference left unread because SCOPE is not this daemon's."""
-    scopes: Collection[str] = (info.context or {}).get(CONTEXT_SCOPES, SCOPES)
-    return scope not in scopes and value.startswith(("credential:", "file:"))
+    return scope not in scopes_read(info) and value.startswith(("credential:", "file:"))
 
 
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
