@@ -31,7 +31,11 @@ from vspd.capture.metrics import CaptureMetrics
 from vspd.capture.reader import CameraReader
 from vspd.capture.sources.base import Captured
 from vspd.capture.sources.mjpeg_http import MjpegHttpSource
-from vspd.capture.sources.synthetic import TRUTH_METADATA_KEY, boxes_from_metadata
+from vspd.capture.sources.synthetic import (
+    TRUTH_METADATA_KEY,
+    SyntheticScene,
+    boxes_from_metadata,
+)
 from vspd.config.model import CameraConfig, CaptureConfig
 from vspd.runtime.metrics import counted
 from vspd.v1 import frame_pb2
@@ -160,6 +164,19 @@ def capture_video(
     records = read_topic(bootstrap, topics["frames_topic"], lambda r: len(r) >= count)
     assert daemon.stop() == 0
     return daemon, [frame for _, frame in frames_by_camera(records)["clip"]]
+
+
+def test_synthetic_sensor_noise_is_small_centred_and_new_in_every_frame() -> None:
+    """The noise a motion detector must ignore: within +-3 of the scene, about zero on
+    average, and different from one frame to the next (not a fixed pattern)."""
+    clean = SyntheticScene(320, 240, objects=3, seed=5, noise=False).render(1.0)[0]
+    noisy = SyntheticScene(320, 240, objects=3, seed=5)
+    first, second = noisy.render(1.0)[0], noisy.render(1.0)[0]
+    assert first.shape == clean.shape and first.dtype == np.uint8
+    difference = first.astype(np.int16) - clean
+    assert difference.min() == -3 and difference.max() == 3
+    assert abs(float(difference.mean())) < 0.1
+    assert float((first != second).mean()) > 0.5
 
 
 def test_video_file_is_read_in_order_and_reopened_at_its_end(
