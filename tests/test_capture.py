@@ -172,9 +172,10 @@ def test_synthetic_sensor_noise_is_small_centred_and_new_in_every_frame() -> Non
     clean = SyntheticScene(320, 240, objects=3, seed=5, noise=False).render(1.0)[0]
     noisy = SyntheticScene(320, 240, objects=3, seed=5)
     first, second = noisy.render(1.0)[0], noisy.render(1.0)[0]
-    assert first.shape == clean.shape and first.dtype == np.uint8
+    assert first.shape == clean.shape
+    assert first.dtype == np.uint8
     difference = first.astype(np.int16) - clean
-    assert difference.min() == -3 and difference.max() == 3
+    assert (difference.min(), difference.max()) == (-3, 3)
     assert abs(float(difference.mean())) < 0.1
     assert float((first != second).mean()) > 0.5
 
