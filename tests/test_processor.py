@@ -6,6 +6,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from prometheus_client import CollectorRegistry
 
 from tests.plugins import sample
 from tests.support.frames import frames_for, tiny_jpeg, undecodable_frame
+from tests.support.processes import wait_until
 from tests.support.tansu import free_port
-from vspd.broker.processor_client import batch_request
+from vspd.broker.processor_client import CallOutcome, ProcessorClient, batch_request
 from vspd.capture.sources.synthetic import SyntheticScene
-from vspd.config.model import ProcessorConfig
+from vspd.config.model import BrokerConfig, ProcessorConfig
 from vspd.health.v1 import health_pb2, health_pb2_grpc
 from vspd.legacy import detector_pb2, detector_pb2_grpc
 from vspd.processor.builtins import load_builtin
@@ -595,3 +597,62 @@ def test_a_batch_keeps_one_cameras_frames_in_order_for_a_stateful_plugin(
     )
     answer = call(batch_request([f.SerializeToString() for f in frames]), timeout=30)
     assert all(item.HasField("result") for item in answer.items), [i.details for i in answer.items]
+
+
+def test_the_broker_keeps_a_watch_open_so_that_calls_start_no_thread(
+    start_server: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC Python starts a completion thread whenever a channel goes from no call to one;
+    the broker's client holds a health Watch open per channel so that this happens once."""
+    running = start_server()
+    client = ProcessorClient(
+        BrokerConfig(processor_addresses=[f"127.0.0.1:{running.server.port}"]), 16 * 1024 * 1024
+    )
+    keeper = client.keepers[0]
+    frame = frame_pb2.Frame.FromString(frames_for(["cam"], 1)[0][1])
+
+    def call() -> CallOutcome:
+        outcomes: list[CallOutcome] = []
+        finished = threading.Event()
+        client.call(
+            frame.SerializeToString(), frame, lambda o: (outcomes.append(o), finished.set())
+        )
+        assert finished.wait(10)
+        return outcomes[0]
+
+    try:
+        assert call().code is grpc.StatusCode.OK
+        assert keeper.open
+        started: list[str] = []
+        start = threading.Thread.start
+
+        def counted_start(thread: threading.Thread) -> None:
+            started.append(thread.name)
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", counted_start)
+        for _ in range(5):  # one after the other: the channel has no call in between
+            assert call().code is grpc.StatusCode.OK
+        assert started == []
+        monkeypatch.undo()
+        running.server.stop(1)  # the stream ends with the server; the next call opens it again
+        wait_until(lambda: not keeper.open, 10, "the Watch stream to end with its server")
+    finally:
+        client.close()
+    assert not keeper.open
+
+
+def test_a_server_without_health_is_not_watched_again() -> None:
+    bare = grpc.server(ThreadPoolExecutor(1))
+    port = bare.add_insecure_port("127.0.0.1:0")
+    bare.start()
+    client = ProcessorClient(BrokerConfig(processor_addresses=[f"127.0.0.1:{port}"]), 1 << 20)
+    keeper = client.keepers[0]
+    try:
+        keeper.keep_open()
+        wait_until(lambda: keeper.unsupported, 10, "UNIMPLEMENTED for the Watch stream")
+        keeper.keep_open()
+        assert not keeper.open
+    finally:
+        client.close()
+        bare.stop(0)

@@ -113,20 +113,16 @@ class FrameWriter:
             (_HEIGHT_TAG, height),
         ):
             if value:  # proto3: a zero is not written
-                parts += (tag, _varint(value))
+                parts += (tag, varint(value))
         if metadata:
             parts.append(frame_pb2.Frame(metadata=metadata).SerializeToString())
-        parts += (_FRAME_IMAGE_TAG, _varint(len(image)), image)
+        parts += (_FRAME_IMAGE_TAG, varint(len(image)), image)
         return b"".join(parts)
 
 
-def length_delimited(field_tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited protobuf field from bytes already serialized (no parse, no copy
-    of a message object): the tag, the length as a varint, the payload."""
-    return b"".join((field_tag, _varint(len(payload)), payload))
-
-
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf varint: a length-delimited field is its tag, varint(len(payload)), payload
+    (joined once by the caller, so that a large payload is copied once)."""
     out = bytearray()
     while True:
         byte = value & 0x7F

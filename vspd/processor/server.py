@@ -43,6 +43,7 @@ DETECTOR_SERVICE = "Detector"
 _EXPIRED = "deadline passed before processing started"
 HTTP2_MAX_FRAME_SIZE = 16 * 1024 * 1024 - 1  # the largest HTTP/2 allows
 WORKER_PREFIX = "plugin-call"  # the threads that run sync plug-ins
+WATCH_STREAMS_ALLOWED = 16
 
 
 class _Call:
@@ -341,7 +342,9 @@ class ProcessorServer:
         server = grpc.aio.server(
             migration_thread_pool=ThreadPoolExecutor(2, thread_name_prefix="health"),
             options=_options(self.max_message_bytes),
-            maximum_concurrent_rpcs=self.config.workers * 8,
+            # Calls beyond this are refused (RESOURCE_EXHAUSTED, retried by the broker),
+            # plus room for health Watch streams, which stay open (each broker holds one).
+            maximum_concurrent_rpcs=self.config.workers * 8 + WATCH_STREAMS_ALLOWED,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.config.api == "vspd":
