@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
+from bench.support_proc import rss_mib
 from vspd.capture.daemon import CaptureDaemon
 from vspd.capture.sources.base import Captured
 from vspd.config.model import VspdConfig
@@ -121,11 +123,13 @@ def run_case(
         daemon.step()
     elapsed = time.monotonic() - t0
     sent, cpu = counted(daemon.metrics.sent) - sent0, cpu_seconds() - cpu0
+    steady_rss = rss_mib(os.getpid())  # after the measured span: the steady state
     daemon.drain()
     return {
         "fps": sent / elapsed,
         "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
         "peak_rss_mib": peak_rss_mib(),
+        "rss_mib": steady_rss,
     }
 
 
@@ -173,11 +177,13 @@ def run_floor(
     loop(t0 + seconds)
     elapsed = time.monotonic() - t0
     sent, cpu = delivered[0] - sent0, cpu_seconds() - cpu0
+    steady_rss = rss_mib(os.getpid())
     producer.flush(30)
     return {
         "fps": sent / elapsed,
         "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
         "peak_rss_mib": peak_rss_mib(),
+        "rss_mib": steady_rss,
     }
 
 
@@ -243,6 +249,7 @@ def main() -> int:
                         f"{figures['cpu_ms_per_frame']:.2f}",
                         f"{figures['fps']:.1f}",
                         f"{figures['peak_rss_mib']:.0f}",
+                        f"{figures['rss_mib']:.0f}",
                         "yes" if figures["opencv_imported"] else "no",
                         f"{ratio:.2f}" if ratio else "",
                     ]
@@ -250,7 +257,16 @@ def main() -> int:
     pace = f"camera at {args.fps:g} fps" if args.fps else "as fast as it goes"
     print(f"capture, JPEG quality 80, {args.seconds:.0f} s per case, {pace}, one per process")
     print_table(
-        ["source", "resolution", "CPU ms/frame", "max fps", "peak RSS MiB", "OpenCV", "/ floor"],
+        [
+            "source",
+            "resolution",
+            "CPU ms/frame",
+            "max fps",
+            "peak RSS MiB",
+            "RSS at end MiB",
+            "OpenCV",
+            "/ floor",
+        ],
         rows,
     )
     return 0
