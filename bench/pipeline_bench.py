@@ -138,6 +138,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         sent0 = sum(c.metric("vspd_capture_frames_sent_total") for c in stages["capture"])
         results0 = stages["broker"][0].metric("vspd_broker_results_total")
         cpu0 = {stage: sum(_cpu(c) for c in group) for stage, group in stages.items()}
+        spans0 = _span_sums(stages["broker"][0])
         t0 = time.time_ns()
         time.sleep(measure_s)
         t1 = time.time_ns()
@@ -146,9 +147,13 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         cpu = {stage: sum(_cpu(c) for c in group) - cpu0[stage] for stage, group in stages.items()}
         broker = stages["broker"][0]
         lag = broker.metric("vspd_broker_consumer_lag")
-        # The processor call as the broker sees it (gRPC both ways plus the processor's time).
-        calls = broker.metric("vspd_broker_processor_seconds_count")
-        call_ms = 1000 * broker.metric("vspd_broker_processor_seconds_sum") / max(calls, 1)
+        # Means over the measured span: a frame's age when its call starts (camera,
+        # encoding, Kafka, backlog) and the call as the broker sees it (gRPC both
+        # ways plus the processor's time); the rest of a latency is the wait for
+        # earlier frames of the partition (order) and the loop taking the answer.
+        spans = {name: after - spans0[name] for name, after in _span_sums(broker).items()}
+        to_call_ms = 1000 * spans["age_sum"] / max(spans["age_count"], 1)
+        call_ms = 1000 * spans["call_sum"] / max(spans["call_count"], 1)
         # The alerts daemon's main loop per batch: it must stay well under a second.
         batch_p99_s = histogram_quantile(
             stages["alerts"][0].port, "vspd_alerts_batch_seconds", 0.99
@@ -181,6 +186,7 @@ def run_case(cameras: int, warmup_s: float, measure_s: float) -> list[str]:
         _pct(latencies, 99),
         f"{_pct(processing, 50)} / {_pct(processing, 99)}",
         f"{call_ms:.1f}",
+        _where_it_goes(latencies, to_call_ms, call_ms),
         _over(latencies, processing, 50) + " / " + _over(latencies, processing, 99),
         _pct(alert_ms, 99),
         f"{batch_p99_s * 1000:.0f}",
@@ -205,6 +211,23 @@ class Stage:
 
     def metric(self, name: str) -> float:
         return scrape_or_zero(self.port, name)
+
+
+def _span_sums(broker: Stage) -> dict[str, float]:
+    return {
+        "age_sum": broker.metric("vspd_broker_frame_age_seconds_sum"),
+        "age_count": broker.metric("vspd_broker_frame_age_seconds_count"),
+        "call_sum": broker.metric("vspd_broker_processor_seconds_sum"),
+        "call_count": broker.metric("vspd_broker_processor_seconds_count"),
+    }
+
+
+def _where_it_goes(latencies: list[float], to_call_ms: float, call_ms: float) -> str:
+    """Mean latency split: capture to call start / the call / after it (order, the loop)."""
+    if not latencies:
+        return "-"
+    mean = statistics.fmean(latencies)
+    return f"{to_call_ms:.1f} / {call_ms:.1f} / {mean - to_call_ms - call_ms:.1f}"
 
 
 def _cpu(child: Stage) -> float:
@@ -259,6 +282,7 @@ def main() -> int:
             "lat p99 ms",
             "processor p50/p99 ms",
             "call mean ms",
+            "mean ms: to call / call / after",
             "added p50/p99 ms",
             "alert p99 ms",
             "alerts batch p99 ms",

@@ -504,6 +504,8 @@ def test_a_fast_processor_gets_batches_and_a_bad_frame_fails_alone(
     assert letter.reason.startswith("INVALID_ARGUMENT: image does not decode")
     assert letter.source_offset == 101
     assert scrape(port, "vspd_broker_batch_frames_count") >= 1  # batches were used
+    # A frame's age is observed once, when its first call starts.
+    assert scrape(port, "vspd_broker_frame_age_seconds_count") == 201
     assert scrape(port, "vspd_broker_batch_frames_sum") >= 2 * scrape(
         port, "vspd_broker_batch_frames_count"
     )

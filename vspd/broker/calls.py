@@ -187,6 +187,9 @@ class CallScheduler:
         if slot.frame is None:
             raise RuntimeError(f"slot {slot.offset} has no frame to call with")
         state.window.calling(slot)
+        if slot.attempts == 1:
+            age_s = (time.time_ns() - slot.frame.capture_time_unix_ns) / 1e9
+            self._metrics.frame_age.observe(max(0.0, age_s))  # a clock ahead: not negative
         self.in_flight += 1
         self._calling_cameras[slot.camera] += 1
 

@@ -37,6 +37,14 @@ class BrokerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        # Where a capture->result latency goes: the frame's age when its call starts
+        # (camera, encoding, Kafka and any backlog), then the call (processor_seconds).
+        self.frame_age = Histogram(
+            "vspd_broker_frame_age_seconds",
+            "Age of a frame (since its capture) when its first processor call starts",
+            buckets=(0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )
         self.results = Counter(
             "vspd_broker_results", "Results written, by status", ["status"], registry=registry
         )
