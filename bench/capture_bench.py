@@ -1,7 +1,9 @@
 """Capture: CPU per frame, highest sustained fps and peak RSS per resolution.
 
-Each case runs in its own process (clean peak RSS) with the camera asking for
-far more frames than can be sent, so what gets through is the ceiling.
+Each case runs in its own process (clean peak RSS). Without --fps the camera
+goes as fast as the capture takes its frames: it delivers the next frame once
+the queue to the encoder is empty (``AsFastAsTaken``; a camera that simply
+raced would measure frames rendered and dropped, not the capture's ceiling).
 "synthetic" renders and JPEG-encodes (quality 80) every frame; "pass-through"
 gets JPEGs from the source, as from an MJPEG camera, and only wraps and sends.
 With --fps the camera delivers at that rate instead (a real camera's pace):
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
 from bench.support_proc import rss_mib
@@ -54,6 +57,29 @@ def write_jpegs(directory: Path, width: int, height: int) -> Path:
         assert ok
         (folder / f"{t:02d}.jpg").write_bytes(data.tobytes())
     return folder
+
+
+class AsFastAsTaken:
+    """A source wrapped so that it never outruns the encoder: each read waits
+    (polling every 0.2 ms) until the queue to the encoder is empty."""
+
+    paced_by_reader = True
+
+    def __init__(self, source: Any, queue: Any) -> None:
+        self._source = source
+        self._queue = queue
+
+    def open(self) -> None:
+        self._source.open()
+
+    def read(self) -> Captured:
+        while self._queue.qsize():
+            time.sleep(0.0002)
+        captured: Captured = self._source.read()
+        return captured
+
+    def close(self) -> None:
+        self._source.close()
 
 
 class JpegSource:
@@ -113,16 +139,20 @@ def run_case(
     if mode == "pass-through":
         assert jpegs is not None
         daemon.reader.source = JpegSource(jpegs, width, height)
+    if not fps:
+        daemon.reader.source = AsFastAsTaken(daemon.reader.source, daemon.reader.frames)
     daemon.start()
     # Warm up (topic creation, connections), then measure.
     warm_until = time.monotonic() + 2
     while time.monotonic() < warm_until:
         daemon.step()
     sent0, cpu0, t0 = counted(daemon.metrics.sent), cpu_seconds(), time.monotonic()
+    dropped0 = counted(daemon.metrics.dropped)
     while time.monotonic() - t0 < seconds:
         daemon.step()
     elapsed = time.monotonic() - t0
     sent, cpu = counted(daemon.metrics.sent) - sent0, cpu_seconds() - cpu0
+    dropped = counted(daemon.metrics.dropped) - dropped0
     steady_rss = rss_mib(os.getpid())  # after the measured span: the steady state
     daemon.drain()
     return {
@@ -130,6 +160,7 @@ def run_case(
         "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": steady_rss,
+        "dropped_per_s": dropped / elapsed,
     }
 
 
@@ -214,7 +245,11 @@ def main() -> int:
     with tansu() as broker, tempfile.TemporaryDirectory() as directory:
         folders = {size: write_jpegs(Path(directory), *size) for size in RESOLUTIONS}
         floor: dict[tuple[int, int], float] = {}
-        for mode in ("synthetic", "floor", "pass-through"):
+        # The floor is a camera's pace at rest: without --fps it would only fill librdkafka.
+        modes = (
+            ("synthetic", "floor", "pass-through") if args.fps else ("synthetic", "pass-through")
+        )
+        for mode in modes:
             for width, height in RESOLUTIONS:
                 child = subprocess.run(
                     [
@@ -241,7 +276,7 @@ def main() -> int:
                 cpu = figures["cpu_ms_per_frame"]
                 if mode == "floor":
                     floor[(width, height)] = cpu
-                ratio = cpu / floor[(width, height)] if mode == "pass-through" else None
+                ratio = cpu / floor[(width, height)] if mode == "pass-through" and floor else None
                 rows.append(
                     [
                         mode,
@@ -250,6 +285,7 @@ def main() -> int:
                         f"{figures['fps']:.1f}",
                         f"{figures['peak_rss_mib']:.0f}",
                         f"{figures['rss_mib']:.0f}",
+                        f"{figures.get('dropped_per_s', 0):.0f}",
                         "yes" if figures["opencv_imported"] else "no",
                         f"{ratio:.2f}" if ratio else "",
                     ]
@@ -264,6 +300,7 @@ def main() -> int:
             "max fps",
             "peak RSS MiB",
             "RSS at end MiB",
+            "dropped/s",
             "OpenCV",
             "/ floor",
         ],
