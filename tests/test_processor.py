@@ -34,7 +34,7 @@ from vspd.processor.errors import PluginLoadError
 from vspd.processor.health import NOT_SERVING, SERVING
 from vspd.processor.metrics import ProcessorMetrics
 from vspd.processor.plugin import CameraStates, FrameView, load_plugin
-from vspd.processor.server import ProcessorServer
+from vspd.processor.server import WORKER_PREFIX, ProcessorServer
 from vspd.v1 import frame_pb2, processor_pb2, processor_pb2_grpc, result_pb2
 
 # A detection counts as finding an object at IoU >= 0.5: the PASCAL VOC criterion,
@@ -627,7 +627,8 @@ def test_the_broker_keeps_a_watch_open_so_that_calls_start_no_thread(
         start = threading.Thread.start
 
         def counted_start(thread: threading.Thread) -> None:
-            started.append(thread.name)
+            if not thread.name.startswith((WORKER_PREFIX, "health")):  # the server's own
+                started.append(thread.name)
             start(thread)
 
         monkeypatch.setattr(threading.Thread, "start", counted_start)
@@ -656,3 +657,26 @@ def test_a_server_without_health_is_not_watched_again() -> None:
     finally:
         client.close()
         bare.stop(0)
+
+
+class _FloodingHealth(health_pb2_grpc.HealthServicer):
+    def Watch(self, request: Any, context: Any) -> Iterator[health_pb2.HealthCheckResponse]:
+        while context.is_active():
+            yield health_pb2.HealthCheckResponse(status=SERVING)
+
+
+def test_a_processor_that_floods_its_health_stream_is_not_watched_again() -> None:
+    flooding = grpc.server(ThreadPoolExecutor(2))
+    health_pb2_grpc.add_HealthServicer_to_server(_FloodingHealth(), flooding)
+    port = flooding.add_insecure_port("127.0.0.1:0")
+    flooding.start()
+    client = ProcessorClient(BrokerConfig(processor_addresses=[f"127.0.0.1:{port}"]), 1 << 20)
+    keeper = client.keepers[0]
+    try:
+        keeper.keep_open()
+        wait_until(lambda: keeper.unsupported and not keeper.open, 10, "the flood to be cut off")
+        keeper.keep_open()
+        assert not keeper.open
+    finally:
+        client.close()
+        flooding.stop(0)
