@@ -643,40 +643,26 @@ def test_the_broker_keeps_a_watch_open_so_that_calls_start_no_thread(
     assert not keeper.open
 
 
-def test_a_server_without_health_is_not_watched_again() -> None:
-    bare = grpc.server(ThreadPoolExecutor(1))
-    port = bare.add_insecure_port("127.0.0.1:0")
-    bare.start()
-    client = ProcessorClient(BrokerConfig(processor_addresses=[f"127.0.0.1:{port}"]), 1 << 20)
-    keeper = client.keepers[0]
-    try:
-        keeper.keep_open()
-        wait_until(lambda: keeper.unsupported, 10, "UNIMPLEMENTED for the Watch stream")
-        keeper.keep_open()
-        assert not keeper.open
-    finally:
-        client.close()
-        bare.stop(0)
-
-
 class _FloodingHealth(health_pb2_grpc.HealthServicer):
     def Watch(self, request: Any, context: Any) -> Iterator[health_pb2.HealthCheckResponse]:
         while context.is_active():
             yield health_pb2.HealthCheckResponse(status=SERVING)
 
 
-def test_a_processor_that_floods_its_health_stream_is_not_watched_again() -> None:
-    flooding = grpc.server(ThreadPoolExecutor(2))
-    health_pb2_grpc.add_HealthServicer_to_server(_FloodingHealth(), flooding)
-    port = flooding.add_insecure_port("127.0.0.1:0")
-    flooding.start()
+@pytest.mark.parametrize("health", ["none", "flooding"])
+def test_a_server_without_health_or_flooding_it_is_not_watched_again(health: str) -> None:
+    server = grpc.server(ThreadPoolExecutor(2))
+    if health == "flooding":
+        health_pb2_grpc.add_HealthServicer_to_server(_FloodingHealth(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     client = ProcessorClient(BrokerConfig(processor_addresses=[f"127.0.0.1:{port}"]), 1 << 20)
     keeper = client.keepers[0]
     try:
-        keeper.keep_open()
-        wait_until(lambda: keeper.unsupported and not keeper.open, 10, "the flood to be cut off")
+        keeper.keep_open()  # UNIMPLEMENTED, or cut off after WATCH_ANSWERS_MAX answers
+        wait_until(lambda: keeper.unsupported and not keeper.open, 10, "the stream given up")
         keeper.keep_open()
         assert not keeper.open
     finally:
         client.close()
-        flooding.stop(0)
+        server.stop(0)
