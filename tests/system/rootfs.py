@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -97,25 +98,60 @@ def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str
     return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
 
 
+# The devices a chroot needs, made in a tmpfs of its own (major, minor): never a bind
+# of the host's /dev, which a killed test would leave mounted, and which an
+# `rm -rf` of the checkout would then walk into and empty.
+_DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+_DEVICE_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "ptmx": "pts/ptmx",
+}
+
+
 @contextlib.contextmanager
 def mounted(root: Path) -> Iterator[None]:
-    """/proc, /sys and /dev in the rootfs while we chroot into it."""
+    """/proc, /sys and a /dev of its own in the rootfs while we chroot into it."""
+    dev = root / "dev"
     mounts = [
-        ("proc", root / "proc", ["-t", "proc", "proc"]),
-        ("sys", root / "sys", ["-t", "sysfs", "sysfs"]),
-        ("dev", root / "dev", ["--bind", "/dev"]),
-        ("pts", root / "dev/pts", ["--bind", "/dev/pts"]),
+        (root / "proc", ["-t", "proc", "proc"]),
+        (root / "sys", ["-t", "sysfs", "sysfs"]),
+        (dev, ["-t", "tmpfs", "-o", "mode=755,size=16m", "tmpfs"]),
+        (dev / "pts", ["-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts"]),
     ]
     done = []
     try:
-        for _name, target, args in mounts:
+        for target, args in mounts:
             target.mkdir(parents=True, exist_ok=True)
             run(["mount", *args, str(target)])
             done.append(target)
+            if target == dev:
+                _make_devices(dev)
         yield
     finally:
         for target in reversed(done):
             subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def _make_devices(dev: Path) -> None:
+    for name, (major, minor) in _DEVICES.items():
+        os.mknod(dev / name, stat.S_IFCHR, os.makedev(major, minor))
+        # Not the umask's: apt's sandbox user writes to null, as on any system.
+        os.chmod(dev / name, 0o666)  # noqa: S103
+    for name, target in _DEVICE_LINKS.items():
+        (dev / name).symlink_to(target)
+    (dev / "pts").mkdir()
+    (dev / "shm").mkdir()
+    os.chmod(dev / "shm", 0o1777)  # noqa: S103 - sticky and shared, as /dev/shm is
 
 
 def chroot(root: Path, command: str, timeout: float = 1800) -> str:
