@@ -56,9 +56,6 @@ class FrameSender:
                     "queue.buffering.max.kbytes": max(1024, self.window_bytes // 1024 * 2 + 1024),
                     "queue.buffering.max.messages": 100_000,
                     "message.timeout.ms": 0,
-                    # One camera's frames come one at a time, tens of ms apart: there is
-                    # never another to batch with, so waiting for one only adds latency.
-                    "linger.ms": 0,
                     "error_cb": self._on_error,
                 },
             )

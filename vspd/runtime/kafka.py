@@ -160,9 +160,18 @@ def producer_settings(kafka: KafkaConfig, client_id: str, **extra: Any) -> dict[
             "acks": "all",
             "compression.type": kafka.compression,
             "message.max.bytes": kafka.message_max_bytes,
-            # Live video: a frame waits at most 1 ms for others to share its request
-            # (frames are large; a batch fills by size long before it would by time).
-            "linger.ms": 1,
+            # No lingering: a message is sent as soon as a request slot is free, and
+            # what arrives while the slots are busy shares the next request (batching
+            # by backpressure). librdkafka waits out a linger in poll() calls of whole
+            # milliseconds, so a sub-ms remainder is a zero-timeout poll loop: the
+            # broker's producer thread took 92 µs a result at 0, 140 at 1, 165 at 5 (one run
+            # each of bench.broker_bench (b); whole-process figures did not tell them apart).
+            "linger.ms": 0,
+            # With 4 or 5 requests in flight (librdkafka's default is 5) an idempotent
+            # producer polls its socket with a zero timeout until an answer comes:
+            # bursts cost 140-200 µs of CPU a message against ~25 with at most 3, at
+            # the same throughput (python -m bench.producer_bench).
+            "max.in.flight.requests.per.connection": 3,
         }
     )
     settings.update(extra)
