@@ -1,8 +1,8 @@
 """Broker: throughput against raw Kafka pass-through and against the ideal, 100 KB frames.
 
 (a) raw pass-through: consume + produce with librdkafka, no gRPC, in-process, with
-    vspd's producer setting of 3 requests in flight; (a5) with librdkafka's default 5,
-    where its idempotent producer spins (bench/producer_bench.py);
+    vspd's producers' requests in flight; (a5) with librdkafka's default 5, where its
+    idempotent producer spins (bench/producer_bench.py);
 (b) `vspd broker` with an instant processor: frames/s and broker CPU µs/frame;
 (c) a processor that takes 40 ms, max_in_flight 16, 4 partitions: fps vs the ideal 400;
 (d) the same on 1 partition (one busy camera must get all 16 calls);
@@ -42,6 +42,7 @@ from tests.support.tansu import free_port
 from vspd import wire
 from vspd.config.toml_writer import render_toml
 from vspd.images import jpeg_size
+from vspd.runtime.kafka import PRODUCER_MAX_IN_FLIGHT
 from vspd.v1 import frame_pb2, result_pb2
 
 FRAME_BYTES = 100_000
@@ -91,10 +92,8 @@ def fill(bootstrap: str, topic: str, count: int, cameras: int = 16) -> None:
 
 
 def raw_passthrough(
-    bootstrap: str, count: int, partitions: int, in_flight: int = 3
+    bootstrap: str, count: int, partitions: int, in_flight: int = PRODUCER_MAX_IN_FLIGHT
 ) -> tuple[float, float]:
-    """librdkafka alone. With its default 5 requests in flight the idempotent producer
-    spins (bench/producer_bench.py); vspd's producers keep 3, and so does (a)."""
     source, target = f"raw-in-{uuid.uuid4().hex[:6]}", f"raw-out-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, [source, target], partitions)
     fill(bootstrap, source, count)

@@ -22,12 +22,16 @@ from confluent_kafka import Producer
 
 from bench.support import cpu_seconds, print_table, tansu
 from tests.support.kafka import create_topics
+from vspd.runtime.kafka import PRODUCER_MAX_IN_FLIGHT
 
 PAYLOAD_BYTES = 100_000
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("librdkafka defaults (5 in flight), linger 0", {}),
     ("4 in flight, linger 0", {"max.in.flight.requests.per.connection": 4}),
-    ("3 in flight, linger 0 (vspd)", {"max.in.flight.requests.per.connection": 3}),
+    (
+        f"{PRODUCER_MAX_IN_FLIGHT} in flight, linger 0 (vspd)",
+        {"max.in.flight.requests.per.connection": PRODUCER_MAX_IN_FLIGHT},
+    ),
     ("3 in flight, linger 1", {"max.in.flight.requests.per.connection": 3, "linger.ms": 1}),
     ("1 in flight, linger 0", {"max.in.flight.requests.per.connection": 1}),
     ("not idempotent, 5 in flight", {"enable.idempotence": False}),

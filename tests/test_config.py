@@ -429,6 +429,10 @@ HOSTILE_CONFIGS = {
         b'[kafka.librdkafka]\n"bogus.option" = 1\n',
         "librdkafka refuses it",
     ),
+    "librdkafka option vspd's idempotent producers cannot take": (
+        b'[kafka.librdkafka]\n"max.in.flight.requests.per.connection" = 10\n',
+        "max.in.flight",
+    ),
     "unknown Jinja filter": (
         b'[[alerts.rules]]\nname = "r"\nmessage = "{{ x|nosuchfilter }}"\n',
         "No filter named",

@@ -143,14 +143,17 @@ class KafkaConfig(Section):
     def _librdkafka(
         cls, value: dict[str, str | int | float | bool]
     ) -> dict[str, str | int | float | bool]:
-        """librdkafka itself judges its options (a client is made, nothing is connected)."""
+        """librdkafka itself judges its options (a client is made, nothing is connected;
+        consumer-only options draw no warning at log level 0)."""
         if not value:
             return value
         from confluent_kafka import KafkaException, Producer
 
         try:
             settings = {key: item for key, item in value.items() if key != "bootstrap.servers"}
-            Producer({**settings, "log_level": 0})  # consumer-only options: no warning here
+            # vspd's producers are idempotent: an option must also work with that
+            # (max.in.flight above 5, for one, does not).
+            Producer({"enable.idempotence": True, **settings, "log_level": 0})
         except (KafkaException, ValueError, TypeError) as exc:
             error = exc.args[0] if exc.args else exc
             reason = error.str() if hasattr(error, "str") else str(error)

@@ -152,6 +152,13 @@ def common_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
     return settings
 
 
+# With 4 or 5 requests in flight (librdkafka's default is 5) an idempotent producer
+# polls its socket with a zero timeout until an answer comes: bursts cost 140-200 µs
+# of CPU a message against ~25 with at most 3, at the same throughput; 1 loses a
+# third of it (python -m bench.producer_bench).
+PRODUCER_MAX_IN_FLIGHT = 3
+
+
 def producer_settings(kafka: KafkaConfig, client_id: str, **extra: Any) -> dict[str, Any]:
     settings = common_settings(kafka, client_id)
     settings.update(
@@ -167,11 +174,7 @@ def producer_settings(kafka: KafkaConfig, client_id: str, **extra: Any) -> dict[
             # broker's producer thread took 92 µs a result at 0, 140 at 1, 165 at 5 (one run
             # each of bench.broker_bench (b); whole-process figures did not tell them apart).
             "linger.ms": 0,
-            # With 4 or 5 requests in flight (librdkafka's default is 5) an idempotent
-            # producer polls its socket with a zero timeout until an answer comes:
-            # bursts cost 140-200 µs of CPU a message against ~25 with at most 3, at
-            # the same throughput (python -m bench.producer_bench).
-            "max.in.flight.requests.per.connection": 3,
+            "max.in.flight.requests.per.connection": PRODUCER_MAX_IN_FLIGHT,
         }
     )
     settings.update(extra)
