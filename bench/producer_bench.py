@@ -77,11 +77,18 @@ def produce_paced(
     return count / elapsed, librdkafka / count * 1e6
 
 
+def positive(text: str) -> int:
+    """An argument that must be a whole number above 0 (argparse prints one line otherwise)."""
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=1200.0, help="messages per second")
-    parser.add_argument("--burst", type=int, default=64, help="messages produced at once")
-    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--rate", type=positive, default=1200, help="messages per second")
+    parser.add_argument("--burst", type=positive, default=64, help="messages produced at once")
+    parser.add_argument("--messages", type=positive, default=4000)
     args = parser.parse_args()
     rows = []
     with tansu() as kafka:
@@ -92,7 +99,7 @@ def main() -> int:
             rows.append([name, f"{rate:.0f}", f"{cpu_us:.0f}"])
     print(
         f"idempotent producer, {PAYLOAD_BYTES // 1000} KB messages in bursts of {args.burst} "
-        f"at {args.rate:.0f}/s, Tansu on loopback"
+        f"at {args.rate}/s, Tansu on loopback"
     )
     print_table(["setting", "messages/s", "librdkafka CPU µs/message"], rows)
     return 0
