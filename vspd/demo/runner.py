@@ -28,7 +28,7 @@ from vspd.alerts.snapshots import thumbnail
 from vspd.config import VspdConfig, load_config
 from vspd.config.toml_writer import render_toml
 from vspd.demo.children import Child, total
-from vspd.demo.embedded_kafka import EmbeddedKafka, free_port
+from vspd.demo.embedded_kafka import LISTEN_PORTS, EmbeddedKafka, free_port
 from vspd.demo.verify import Verdict, verify
 from vspd.errors import VspdError
 from vspd.runtime.lifecycle import StopFlag
@@ -41,7 +41,7 @@ def consecutive_free_ports(count: int) -> int:
     """A base port with `count` free ports after it (capture uses capture_port + index)."""
     for _ in range(200):
         base = free_port()
-        if base + count >= 65000:
+        if base + count > LISTEN_PORTS.stop:
             continue
         try:
             sockets = []
