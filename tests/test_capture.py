@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sys
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -811,3 +812,29 @@ def test_the_queue_to_the_encoder_is_bounded_in_bytes_and_always_takes_one_frame
     finally:
         tiny.stop()
     assert counted(metrics.dropped, reason="queue_full") == counted(metrics.dropped)
+
+
+def test_a_frame_handed_to_librdkafka_is_not_kept_a_second_time() -> None:
+    """librdkafka copies what it is given and holds it until Kafka acknowledges it: while
+    Kafka is away the sender must not keep its own copy of those frames too (the window, a
+    quarter of buffer_bytes, would be held twice)."""
+    from vspd.capture.sender import FrameSender
+    from vspd.config.model import VspdConfig
+
+    # Nothing listens there: every frame handed over stays unacknowledged.
+    config = VspdConfig.model_validate(
+        {"kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}"}, "metrics": {"enabled": False}}
+    )
+    sender = FrameSender(config, "away", CaptureMetrics(CollectorRegistry()))
+    try:
+        frames = [os.urandom(100_000) for _ in range(5)]
+        held_before = [sys.getrefcount(frame) for frame in frames]
+        for seq in range(len(frames)):
+            sender.add(seq, frames[seq], 0)
+        sender.pump()
+        assert sender.unacked_bytes == 500_000  # all handed over, none acknowledged
+        assert not sender.buffer
+        assert [sys.getrefcount(frame) for frame in frames] == held_before
+    finally:
+        sender.producer.purge()
+        sender.producer.flush(5)

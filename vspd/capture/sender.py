@@ -108,22 +108,23 @@ class FrameSender:
         self.metrics.buffer_bytes.set(self.pending_bytes)
 
     def _delivered(self, item: Pending) -> Any:
-        size = len(item.value)
+        # The callback keeps the frame's figures, not the frame: librdkafka holds its own
+        # copy until Kafka acknowledges it, and a second one here would double what the
+        # window holds during an outage.
+        size, seq, captured_ns = len(item.value), item.seq, item.capture_monotonic_ns
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             self.unacked_bytes -= size
             if error is None:
                 self._errors.reached()
                 self.metrics.sent.inc()
-                self.metrics.delivery_seconds.observe(
-                    (time.monotonic_ns() - item.capture_monotonic_ns) / 1e9
-                )
+                self.metrics.delivery_seconds.observe((time.monotonic_ns() - captured_ns) / 1e9)
                 if self._burst_dropped:
                     log.warning("Kafka buffer drained", dropped_in_burst=self._burst_dropped)
                     self._burst_dropped = 0
             else:
                 self.metrics.dropped.labels("kafka_error").inc()
-                log.error("frame not delivered", seq=item.seq, error=error.str())
+                log.error("frame not delivered", seq=seq, error=error.str())
 
         return on_delivery
 
