@@ -1,4 +1,5 @@
-"""Capture: CPU per frame, highest sustained fps and peak RSS per resolution.
+"""Capture: CPU per frame, highest sustained fps and peak RSS per resolution (and the
+anonymous part of the RSS: what is not mapped libraries).
 
 Each case runs in its own process (clean peak RSS). Without --fps the camera
 goes as fast as the capture takes its frames: it delivers the next frame once
@@ -154,12 +155,14 @@ def run_case(
     sent, cpu = counted(daemon.metrics.sent) - sent0, cpu_seconds() - cpu0
     dropped = counted(daemon.metrics.dropped) - dropped0
     steady_rss = rss_mib(os.getpid())  # after the measured span: the steady state
+    anon = rss_mib(os.getpid(), "RssAnon")
     daemon.drain()
     return {
         "fps": sent / elapsed,
         "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": steady_rss,
+        "anon_mib": anon,
         "dropped_per_s": dropped / elapsed,
     }
 
@@ -209,12 +212,14 @@ def run_floor(
     elapsed = time.monotonic() - t0
     sent, cpu = delivered[0] - sent0, cpu_seconds() - cpu0
     steady_rss = rss_mib(os.getpid())
+    anon = rss_mib(os.getpid(), "RssAnon")
     producer.flush(30)
     return {
         "fps": sent / elapsed,
         "cpu_ms_per_frame": 1000 * cpu / max(sent, 1),
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": steady_rss,
+        "anon_mib": anon,
     }
 
 
@@ -285,6 +290,7 @@ def main() -> int:
                         f"{figures['fps']:.1f}",
                         f"{figures['peak_rss_mib']:.0f}",
                         f"{figures['rss_mib']:.0f}",
+                        f"{figures['anon_mib']:.0f}",
                         f"{figures.get('dropped_per_s', 0):.0f}",
                         "yes" if figures["opencv_imported"] else "no",
                         f"{ratio:.2f}" if ratio else "",
@@ -300,6 +306,7 @@ def main() -> int:
             "max fps",
             "peak RSS MiB",
             "RSS at end MiB",
+            "of it anonymous",
             "dropped/s",
             "OpenCV",
             "/ floor",

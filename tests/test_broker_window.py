@@ -53,6 +53,21 @@ def test_a_slot_leaves_only_after_ack_and_a_confirmed_commit() -> None:
     assert window.committed == 1
 
 
+def test_a_produced_slot_keeps_neither_its_frame_nor_its_outputs() -> None:
+    """Once produced, librdkafka holds the outputs' bytes until Kafka acknowledges them; the
+    window waiting for those acknowledgements must not hold the frame or a second copy."""
+    window = PartitionWindow("frames", 0)
+    (a,) = admitted(window, 1)
+    window.calling(a)
+    window.ready(a, [OUT, OUT])
+    window.produced(a)
+    assert (a.value, a.outputs, a.pending_acks) == (b"", [], 2)
+    window.acknowledged(a)
+    assert a.state is SlotState.PRODUCED  # still one acknowledgement to come
+    window.acknowledged(a)
+    assert window.commit_candidate() == 1
+
+
 def test_invalid_transitions_are_refused() -> None:
     window = PartitionWindow("frames", 0)
     a, b = admitted(window, 2)

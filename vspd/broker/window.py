@@ -144,8 +144,9 @@ class PartitionWindow:
         self._unproduced.popleft()
         slot.state = SlotState.PRODUCED
         slot.pending_acks = len(slot.outputs)
-        slot.value = b""
-        if not slot.outputs:
+        # librdkafka holds its own copy of each output until Kafka acknowledges it.
+        slot.value, slot.outputs = b"", []
+        if not slot.pending_acks:
             self._acked(slot)
 
     def acknowledged(self, slot: Slot) -> None:
@@ -156,7 +157,6 @@ class PartitionWindow:
 
     def _acked(self, slot: Slot) -> None:
         slot.state = SlotState.ACKED
-        slot.outputs = []
         slots = self.slots
         while (
             self._acked_prefix < len(slots) and slots[self._acked_prefix].state is SlotState.ACKED

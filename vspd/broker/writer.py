@@ -80,13 +80,15 @@ class ResultWriter:
 
     def _produce(self, output: Output, state: PartitionState, slot: Slot) -> None:
         window = state.window
+        # What the report needs, not the output: its bytes are librdkafka's until acknowledged.
+        topic, counts_as = output.topic, output.counts_as
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 window.halt()
                 if self.fatal is None:
                     self.fatal = ResultNotWrittenError(
-                        f"Kafka refused a message for {output.topic} ({error.str()}); "
+                        f"Kafka refused a message for {topic} ({error.str()}); "
                         f"nothing from offset {slot.offset} of partition {state.partition} "
                         "on is written or committed"
                     )
@@ -94,7 +96,7 @@ class ResultWriter:
             if window.halted:
                 return  # this slot stays unacknowledged: no commit passes the refusal
             window.acknowledged(slot)
-            self._count(output)
+            self._count(topic, counts_as)
 
         kwargs: dict[str, Any] = {
             "value": output.value,
@@ -125,12 +127,13 @@ class ResultWriter:
                 )
                 kwargs.update(value=output.value, key=output.key, headers=list(output.headers))
                 kwargs.pop("partition", None)
+                topic, counts_as = output.topic, output.counts_as
                 continue
             return
 
-    def _count(self, output: Output) -> None:
+    def _count(self, topic: str, counts_as: str) -> None:
         """Metrics count what Kafka has acknowledged, not what was merely computed."""
-        if output.topic == self._dead_letter_topic:
-            self._metrics.dead_letters.labels(output.counts_as).inc()
+        if topic == self._dead_letter_topic:
+            self._metrics.dead_letters.labels(counts_as).inc()
         else:
-            self._metrics.results.labels(output.counts_as).inc()
+            self._metrics.results.labels(counts_as).inc()
