@@ -1,4 +1,5 @@
-"""The floor of a Python gRPC call here: client CPU per 100 KB call, unary futures vs one bidi stream.
+"""The floor of a Python gRPC call here: client CPU per 100 KB call, unary futures vs one bidi
+stream; and unary calls by request size (the fixed part per call against the part per byte).
 
 A generic grpc.aio server in a child process answers 10 bytes per request; the
 client keeps 16 calls in flight, as the broker does. What the broker cannot
@@ -22,6 +23,7 @@ from tests.support.tansu import free_port
 
 IN_FLIGHT = 16
 PAYLOAD = os.urandom(100_000)
+SIZES = (10, 100_000, 400_000, 1_600_000)
 
 
 def _serve(port: int, ready: multiprocessing.synchronize.Event) -> None:
@@ -52,7 +54,7 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-def unary(channel: grpc.Channel, count: int) -> tuple[float, float]:
+def unary(channel: grpc.Channel, count: int, payload: bytes = PAYLOAD) -> tuple[float, float]:
     call = channel.unary_unary("/b.B/U")
     slots = threading.Semaphore(IN_FLIGHT)
     done = threading.Event()
@@ -68,7 +70,7 @@ def unary(channel: grpc.Channel, count: int) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), _cpu()
     for _ in range(count):
         slots.acquire()
-        call.future(PAYLOAD).add_done_callback(on_done)
+        call.future(payload).add_done_callback(on_done)
     done.wait()
     return count / (time.perf_counter() - t0), (_cpu() - c0) / count * 1e6
 
@@ -141,7 +143,11 @@ def main() -> int:
     server.start()
     ready.wait(30)
     channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 32 << 20)]
+        f"127.0.0.1:{port}",
+        options=[
+            ("grpc.max_send_message_length", 32 << 20),
+            ("grpc.http2.max_frame_size", 16 * 1024 * 1024 - 1),  # as the broker's channel
+        ],
     )
     grpc.channel_ready_future(channel).result(10)
     rows = []
@@ -151,10 +157,20 @@ def main() -> int:
     for _ in range(2):
         rate, cpu_us = aio_unary(port, 5000)
         rows.append(["unary, grpc.aio client", f"{rate:.0f}", f"{cpu_us:.0f}"])
+    # What a call costs by its size: a fixed part per call, which a batch of frames pays
+    # once, and a part per byte, which it does not save.
+    sized = []
+    for size in (*SIZES, *SIZES):
+        count = max(300, 5000 * 100_000 // max(size, 100_000))
+        rate, cpu_us = unary(channel, count, os.urandom(size))
+        per_100_kb = cpu_us / max(size / 100_000, 1.0)
+        sized.append([f"{size:,}", f"{rate:.0f}", f"{cpu_us:.0f}", f"{per_100_kb:.0f}"])
     channel.close()
     server.terminate()
     print(f"gRPC, 100 KB requests, {IN_FLIGHT} in flight, one client thread")
     print_table(["mode", "calls/s", "client CPU µs/call"], rows)
+    print(f"\ngRPC unary calls by request size, {IN_FLIGHT} in flight")
+    print_table(["request bytes", "calls/s", "client CPU µs/call", "µs per 100 KB"], sized)
     return 0
 
 
