@@ -3,7 +3,9 @@ stream; and unary calls by request size (the fixed part per call against the par
 
 A generic grpc.aio server in a child process answers 10 bytes per request; the
 client keeps 16 calls in flight, as the broker does. What the broker cannot
-go below per frame with grpcio (#19). Run: .venv/bin/python -m bench.grpc_floor
+go below per frame with grpcio (#19). Last, the same 100 KB calls to a synchronous
+server whose handler takes 40 ms: what broker_bench's (c) and (d) could reach with no
+Kafka and no vspd around the calls. Run: .venv/bin/python -m bench.grpc_floor
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.support.tansu import free_port
 IN_FLIGHT = 16
 PAYLOAD = os.urandom(100_000)
 SIZES = (10, 100_000, 400_000, 1_600_000)
+SLOW_S = 0.040
 
 
 def _serve(port: int, ready: multiprocessing.synchronize.Event) -> None:
@@ -47,6 +50,51 @@ def _serve(port: int, ready: multiprocessing.synchronize.Event) -> None:
         await server.wait_for_termination()
 
     asyncio.run(main())
+
+
+def _serve_slow(port: int, ready: multiprocessing.synchronize.Event) -> None:
+    """A synchronous server with a thread pool, as vspd's processor is, whose handler takes
+    40 ms (a sleep, as bench.plugins:forty_ms): the floor of broker_bench's (c) and (d)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow(request: bytes, _context: object) -> bytes:
+        time.sleep(SLOW_S)
+        return request[:10]
+
+    server = grpc.server(
+        ThreadPoolExecutor(32),
+        options=[
+            ("grpc.max_receive_message_length", 32 << 20),
+            ("grpc.http2.max_frame_size", 16 * 1024 * 1024 - 1),
+        ],
+    )
+    handlers = {"U": grpc.unary_unary_rpc_method_handler(slow)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("b.B", handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    ready.set()
+    server.wait_for_termination()
+
+
+def slow_floor() -> list[list[str]]:
+    """16 calls of 100 KB in flight to the 40 ms server: calls/s against the nominal 400."""
+    port = free_port()
+    ready = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve_slow, args=(port, ready), daemon=True)
+    server.start()
+    ready.wait(30)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(10)
+    unary(channel, 200)  # warm up
+    rows = []
+    nominal = IN_FLIGHT / SLOW_S
+    for _ in range(2):
+        rate, cpu_us = unary(channel, 3000)
+        latency_ms = IN_FLIGHT / rate * 1000  # Little's law: in flight / throughput
+        rows.append([f"{rate:.0f}", f"{rate / nominal:.2f}", f"{latency_ms:.1f}", f"{cpu_us:.0f}"])
+    channel.close()
+    server.terminate()
+    return rows
 
 
 def _cpu() -> float:
@@ -171,6 +219,11 @@ def main() -> int:
     print_table(["mode", "calls/s", "client CPU µs/call"], rows)
     print(f"\ngRPC unary calls by request size, {IN_FLIGHT} in flight")
     print_table(["request bytes", "calls/s", "client CPU µs/call", "µs per 100 KB"], sized)
+    print(f"\ngRPC unary calls of 100 KB, {IN_FLIGHT} in flight, to a 40 ms handler (sync server)")
+    print_table(
+        ["calls/s", f"/ nominal {IN_FLIGHT / SLOW_S:.0f}", "call ms", "client CPU µs/call"],
+        slow_floor(),
+    )
     return 0
 
 
