@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
 from bench.support_proc import rss_mib
+from tests.support.tansu import free_port
 from vspd.capture.daemon import CaptureDaemon
 from vspd.capture.sources.base import Captured
 from vspd.config.model import VspdConfig
@@ -223,6 +224,33 @@ def run_floor(
     }
 
 
+def run_outage(frame_bytes: int) -> None:
+    """Kafka away: a pass-through capture's sender fills its buffer (`[capture] buffer_bytes`,
+    its default) with frames of frame_bytes; its RSS then, in a fresh process."""
+    from prometheus_client import CollectorRegistry
+
+    from vspd.capture.metrics import CaptureMetrics
+    from vspd.capture.sender import FrameSender
+
+    config = VspdConfig.model_validate(
+        {"kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}"}, "metrics": {"enabled": False}}
+    )
+    sender = FrameSender(config, "away", CaptureMetrics(CollectorRegistry()))
+    before = rss_mib(os.getpid())
+    frames = 2 * config.capture.buffer_bytes // frame_bytes  # twice what the bound holds
+    for seq in range(frames):
+        sender.add(seq, os.urandom(frame_bytes), 0)
+        sender.pump()
+    held = sender.buffered_bytes + sender.unacked_bytes
+    print(
+        f"Kafka away, {frames} frames of {frame_bytes // 1000} KB: sender holds {held >> 20} MiB "
+        f"(buffer_bytes {config.capture.buffer_bytes >> 20} MiB, of it handed to librdkafka "
+        f"{sender.unacked_bytes >> 20}); RSS {before:.0f} MiB before, "
+        f"{rss_mib(os.getpid()):.0f} MiB after"
+    )
+    sender.producer.purge()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
@@ -231,7 +259,16 @@ def main() -> int:
     )
     parser.add_argument("--case", nargs=4, metavar=("BOOTSTRAP", "WIDTH", "HEIGHT", "MODE"))
     parser.add_argument("--jpegs", type=Path, help="(a case) the camera's JPEGs")
+    parser.add_argument(
+        "--outage",
+        type=int,
+        metavar="FRAME_BYTES",
+        help="only this: RSS of a sender whose Kafka is away, frames of this size (1080p: 211000)",
+    )
     args = parser.parse_args()
+    if args.outage:
+        run_outage(max(1, args.outage))
+        return 0
     if args.case:
         bootstrap, width, height, mode = args.case
         if mode == "floor":
