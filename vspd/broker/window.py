@@ -55,7 +55,7 @@ class Slot:
     key: bytes | None
     value: bytes
     state: SlotState = SlotState.WAITING
-    outputs: list[Output] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)  # until produced (then librdkafka's)
     pending_acks: int = 0
     attempts: int = 0
     not_before: float = 0.0  # monotonic time before which the call is not retried
