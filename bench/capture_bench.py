@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.support import cpu_seconds, peak_rss_mib, print_table, tansu
+from bench.support import cpu_seconds, peak_rss_mib, positive, print_table, tansu
 from bench.support_proc import rss_mib
 from tests.support.tansu import free_port
 from vspd.capture.daemon import CaptureDaemon
@@ -261,13 +261,15 @@ def main() -> int:
     parser.add_argument("--jpegs", type=Path, help="(a case) the camera's JPEGs")
     parser.add_argument(
         "--outage",
-        type=int,
+        type=positive,
         metavar="FRAME_BYTES",
         help="only this: RSS of a sender whose Kafka is away, frames of this size (1080p: 211000)",
     )
     args = parser.parse_args()
     if args.outage:
-        run_outage(max(1, args.outage))
+        if args.outage < 1000:
+            parser.error("--outage: frames of 1000 bytes or more")
+        run_outage(args.outage)
         return 0
     if args.case:
         bootstrap, width, height, mode = args.case

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench.support import cpu_seconds, print_table, tansu
+from bench.support import cpu_seconds, positive, print_table, tansu
 from tests.support.kafka import create_topics
 from vspd.runtime.kafka import PRODUCER_MAX_IN_FLIGHT
 
@@ -75,13 +75,6 @@ def produce_paced(
     elapsed = time.monotonic() - started
     librdkafka = (cpu_seconds() - cpu0) - (time.thread_time() - own0)
     return count / elapsed, librdkafka / count * 1e6
-
-
-def positive(text: str) -> int:
-    """An argument that must be a whole number above 0 (argparse prints one line otherwise)."""
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
-    return int(text)
 
 
 def main() -> int:
