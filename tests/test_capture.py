@@ -30,6 +30,7 @@ from vspd import wire
 from vspd.capture.errors import SourceUnavailableError
 from vspd.capture.metrics import CaptureMetrics
 from vspd.capture.reader import CameraReader
+from vspd.capture.sender import FrameSender
 from vspd.capture.sources.base import Captured
 from vspd.capture.sources.mjpeg_http import MjpegHttpSource
 from vspd.capture.sources.synthetic import (
@@ -37,7 +38,7 @@ from vspd.capture.sources.synthetic import (
     SyntheticScene,
     boxes_from_metadata,
 )
-from vspd.config.model import CameraConfig, CaptureConfig
+from vspd.config.model import CameraConfig, CaptureConfig, VspdConfig
 from vspd.runtime.metrics import counted
 from vspd.v1 import frame_pb2
 
@@ -818,9 +819,6 @@ def test_a_frame_handed_to_librdkafka_is_not_kept_a_second_time() -> None:
     """librdkafka copies what it is given and holds it until Kafka acknowledges it: while
     Kafka is away the sender must not keep its own copy of those frames too (the window, a
     quarter of buffer_bytes, would be held twice)."""
-    from vspd.capture.sender import FrameSender
-    from vspd.config.model import VspdConfig
-
     # Nothing listens there: every frame handed over stays unacknowledged.
     config = VspdConfig.model_validate(
         {"kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}"}, "metrics": {"enabled": False}}
